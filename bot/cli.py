@@ -1,0 +1,412 @@
+"""The ``newsbot`` command: run the bot, manage feeds, poll, search, upgrade the database.
+
+Every mistake an operator can make ends in one line on stderr and a non-zero exit status,
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+import listparser
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot import __version__
+from bot.app import Core, open_core
+from bot.config import ConfigError, Settings, load_settings
+from bot.i18n import translator
+from bot.ingest import FeedOutcome, PollSummary
+from bot.links import canonical_link
+from storage.articles import search_articles
+from storage.feeds import (
+    add_feed,
+    get_feed,
+    get_feed_by_url,
+    list_feeds,
+    list_feeds_with_counts,
+    remove_feed,
+)
+from storage.models import Feed
+
+# Operators read the command line in English; the catalogs carry the strings all the same.
+_ = translator("en").gettext
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class CommandError(Exception):
+    """A command that cannot do what was asked; ``str()`` is the one line to show."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="newsbot",
+        description=_("Newsbot: breaking-news alerts from RSS/Atom feeds to Telegram."),
+    )
+    parser.add_argument("--version", action="version", version=f"newsbot {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help=_("log more detail"))
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    commands.add_parser("run", help=_("run the bot: Telegram, the feed watcher and the sender"))
+
+    feeds = commands.add_parser("feeds", help=_("add, list, remove, import and export feeds"))
+    feed_commands = feeds.add_subparsers(dest="feeds_command", required=True, metavar="ACTION")
+    add = feed_commands.add_parser("add", help=_("fetch a feed once and start watching it"))
+    add.add_argument("url", metavar="URL")
+    add.add_argument("--name", help=_("a name for the feed (default: its own title)"))
+    add.add_argument(
+        "--breaking", action="store_true", help=_("treat every future item as breaking news")
+    )
+    feed_commands.add_parser("list", help=_("list the feeds with their status"))
+    remove = feed_commands.add_parser("remove", help=_("stop watching a feed"))
+    remove.add_argument("feed", metavar="URL_OR_ID")
+    import_ = feed_commands.add_parser("import", help=_("add the feeds of an OPML file"))
+    import_.add_argument("file", metavar="FILE.opml", type=Path)
+    export = feed_commands.add_parser("export", help=_("write the feeds as OPML"))
+    export.add_argument(
+        "-o", "--output", type=Path, help=_("file to write (default: standard output)")
+    )
+
+    poll = commands.add_parser("poll", help=_("fetch the feeds without running the bot"))
+    poll.add_argument(
+        "--once", action="store_true", help=_("fetch every feed once, then print a summary")
+    )
+
+    search = commands.add_parser("search", help=_("search the archive, newest first"))
+    search.add_argument("query", metavar="QUERY")
+    search.add_argument("--limit", type=_positive, default=10, help=_("results (default 10)"))
+    search.add_argument("--json", action="store_true", help=_("one JSON object per line"))
+
+    db = commands.add_parser("db", help=_("database maintenance"))
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    db_commands.add_parser("upgrade", help=_("apply the database migrations"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``newsbot`` console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = load_settings()
+        name = _command_name(args)
+        if name == "run":
+            return _run(settings)
+        return asyncio.run(_with_core(settings, _COMMANDS[name], args))
+    except (ConfigError, CommandError) as exc:
+        _fail(str(exc))
+    except (OperationalError, DBAPIError, OSError) as exc:
+        _fail(_("cannot use the database: {reason}").format(reason=_first_line(exc)))
+    except KeyboardInterrupt:
+        _fail(_("interrupted"))
+    return EXIT_USAGE
+
+
+def _fail(message: str) -> None:
+    print(f"newsbot: {message}", file=sys.stderr)
+
+
+def _first_line(exc: BaseException) -> str:
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        exc = exc.orig
+    return (str(exc).strip() or type(exc).__name__).splitlines()[0]
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(_("expected a whole number of at least 1"))
+    return value
+
+
+def _command_name(args: argparse.Namespace) -> str:
+    sub = getattr(args, f"{args.command}_command", None)
+    return f"{args.command} {sub}" if sub else args.command
+
+
+async def _with_core(
+    settings: Settings,
+    command: Callable[[Core, argparse.Namespace], Awaitable[int]],
+    args: argparse.Namespace,
+) -> int:
+    async with open_core(settings) as core:
+        return await command(core, args)
+
+
+def _run(settings: Settings) -> int:
+    if settings.token is None:
+        raise CommandError(
+            _(
+                "no bot token: create a bot with @BotFather in Telegram (/newbot), then set "
+                "NEWSBOT_TOKEN=<token> in the environment or in a .env file"
+            )
+        )
+    from bot.runner import run_bot
+
+    return run_bot(settings)
+
+
+async def _feeds_add(core: Core, args: argparse.Namespace) -> int:
+    url = canonical_link(args.url)
+    if url is None or not args.url.strip().lower().startswith(("http://", "https://")):
+        raise CommandError(
+            _("not a feed URL: {url!r} (expected http:// or https://…)").format(url=args.url)
+        )
+    async with core.db.transaction() as session:
+        if (existing := await get_feed_by_url(session, url)) is not None:
+            raise CommandError(
+                _("already watching {url} as feed {id}").format(url=url, id=existing.id)
+            )
+        feed = add_feed(session, url, name=args.name, breaking=args.breaking)
+        await session.flush()
+        feed_id = feed.id
+    outcome = await core.ingestor.poll_feed(feed_id)
+    if outcome.status == "failed":
+        async with core.db.transaction() as session:
+            await remove_feed(session, feed_id)
+        raise CommandError(_("cannot add {url}: {reason}").format(url=url, reason=outcome.error))
+    print(
+        _("added feed {id}: {title} ({count} items, archived without alerts)").format(
+            id=feed_id, title=args.name or outcome.title or url, count=outcome.items
+        )
+    )
+    return EXIT_OK
+
+
+async def _feeds_list(core: Core, _args: argparse.Namespace) -> int:
+    async with core.db.sessions() as session:
+        rows = await list_feeds_with_counts(session)
+    if not rows:
+        print(_("no feeds yet: add one with `newsbot feeds add URL`"))
+        return EXIT_OK
+    headers = (
+        _("id"),
+        _("name"),
+        _("URL"),
+        _("breaking"),
+        _("last fetch"),
+        _("status"),
+        _("articles"),
+    )
+    zone = core.settings.zone
+    lines = [
+        (
+            str(feed.id),
+            feed.name or feed.title or "",
+            feed.url,
+            _("yes") if feed.breaking else _("no"),
+            feed.last_fetch_at.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+            if feed.last_fetch_at
+            else _("never"),
+            _status(feed),
+            str(count),
+        )
+        for feed, count in rows
+    ]
+    if not sys.stdout.isatty():  # for scripts: one feed a line, tab-separated
+        for line in (headers, *lines):
+            print("\t".join(line))
+        return EXIT_OK
+    table = Table(box=None, pad_edge=False)
+    for header in headers:
+        table.add_column(header, overflow="fold")
+    for line in lines:
+        table.add_row(*line)
+    Console().print(table)
+    return EXIT_OK
+
+
+def _status(feed: Feed) -> str:
+    if feed.last_error:
+        return _("error ({failures}×): {error}").format(
+            failures=feed.failures, error=feed.last_error
+        )
+    return feed.last_status or _("not fetched yet")
+
+
+async def _feeds_remove(core: Core, args: argparse.Namespace) -> int:
+    async with core.db.transaction() as session:
+        feed = await _find_feed(session, args.feed)
+        if feed is None:
+            raise CommandError(
+                _("no feed {feed!r}: see `newsbot feeds list`").format(feed=args.feed)
+            )
+        await remove_feed(session, feed.id)
+    print(
+        _("removed feed {id}: {url} (its articles stay in the archive)").format(
+            id=feed.id, url=feed.url
+        )
+    )
+    return EXIT_OK
+
+
+async def _find_feed(session: AsyncSession, key: str) -> Feed | None:
+    if key.strip().isdigit():
+        return await get_feed(session, int(key))
+    url = canonical_link(key)
+    return await get_feed_by_url(session, url) if url else None
+
+
+async def _feeds_import(core: Core, args: argparse.Namespace) -> int:
+    try:
+        document = args.file.read_bytes()
+    except OSError as exc:
+        raise CommandError(
+            _("cannot read {file}: {reason}").format(file=args.file, reason=exc.strerror)
+        ) from None
+    # Bytes, never a path or URL: listparser would fetch a URL itself.
+    parsed = listparser.parse(document)
+    urls = [url for entry in parsed.feeds if (url := canonical_link(entry.get("url")))]
+    if not urls:
+        raise CommandError(_("no feeds found in {file}").format(file=args.file))
+    added = 0
+    async with core.db.transaction() as session:
+        known = {feed.url for feed in await list_feeds(session)}
+        titles = {canonical_link(entry.get("url")): entry.get("title") for entry in parsed.feeds}
+        for url in dict.fromkeys(urls):
+            if url not in known:
+                add_feed(session, url, name=titles.get(url) or None)
+                added += 1
+    print(
+        _(
+            "imported {added} feeds ({known} already watched); `newsbot poll --once` fetches them"
+        ).format(added=added, known=len(urls) - added)
+    )
+    return EXIT_OK
+
+
+async def _feeds_export(core: Core, args: argparse.Namespace) -> int:
+    async with core.db.sessions() as session:
+        feeds = await list_feeds(session)
+    opml = ET.Element("opml", version="2.0")
+    ET.SubElement(ET.SubElement(opml, "head"), "title").text = "Newsbot feeds"
+    body = ET.SubElement(opml, "body")
+    for feed in feeds:
+        outline = ET.SubElement(
+            body,
+            "outline",
+            type="rss",
+            text=feed.display_name,
+            title=feed.display_name,
+            xmlUrl=feed.url,
+        )
+        if feed.site_link:
+            outline.set("htmlUrl", feed.site_link)
+    ET.indent(opml)
+    document = ET.tostring(opml, encoding="unicode", xml_declaration=True) + "\n"
+    if args.output:
+        args.output.write_text(document, encoding="utf-8")
+    else:
+        sys.stdout.write(document)
+    return EXIT_OK
+
+
+async def _poll(core: Core, args: argparse.Namespace) -> int:
+    if args.once:
+        summary = await _poll_once_with_progress(core)
+        _print_summary(summary)
+        return EXIT_OK
+    await core.ingestor.watch()
+    return EXIT_OK
+
+
+async def _poll_once_with_progress(core: Core) -> PollSummary:
+    if not sys.stderr.isatty():
+        return await core.ingestor.poll()
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    async with core.db.sessions() as session:
+        total = len(await list_feeds(session))
+    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task(_("polling feeds"), total=total)
+
+        def advance(_outcome: FeedOutcome) -> None:
+            progress.advance(task)
+
+        return await core.ingestor.poll(on_progress=advance)
+
+
+def _print_summary(summary: PollSummary) -> None:
+    print(
+        _("fetched {fetched}, unchanged {unchanged}, failed {failed}, new articles {new}").format(
+            fetched=summary.count("fetched"),
+            unchanged=summary.count("unchanged"),
+            failed=summary.count("failed"),
+            new=summary.new_articles,
+        )
+    )
+    for outcome in sorted(summary.outcomes, key=lambda outcome: outcome.feed_id):
+        if outcome.status == "failed":
+            print(_("  feed {id} failed: {error}").format(id=outcome.feed_id, error=outcome.error))
+
+
+async def _search(core: Core, args: argparse.Namespace) -> int:
+    words = args.query.split()
+    if not words:
+        raise CommandError(_("empty query: give one or more words to search for"))
+    async with core.db.sessions() as session:
+        articles = await search_articles(session, words, limit=args.limit)
+    zone = core.settings.zone
+    for article in articles:
+        source = article.feed.display_name if article.feed else ""
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "id": article.id,
+                        "title": article.title,
+                        "link": article.link,
+                        "source": source,
+                        "published": article.published_at.isoformat(),
+                        "summary": article.summary,
+                        "categories": article.categories,
+                    },
+                    ensure_ascii=False,
+                )
+            )
+        else:
+            when = article.published_at.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+            print(f"{when}  {source}\n  {article.title}\n  {article.link or ''}")
+    if not articles and not args.json:
+        print(_("no articles match {query!r}").format(query=args.query))
+    return EXIT_OK
+
+
+async def _db_upgrade(core: Core, _args: argparse.Namespace) -> int:
+    # open_core has already upgraded the schema.
+    print(_("the database is up to date"))
+    return EXIT_OK
+
+
+_COMMANDS: dict[str, Callable[[Core, argparse.Namespace], Awaitable[int]]] = {
+    "feeds add": _feeds_add,
+    "feeds list": _feeds_list,
+    "feeds remove": _feeds_remove,
+    "feeds import": _feeds_import,
+    "feeds export": _feeds_export,
+    "poll": _poll,
+    "search": _search,
+    "db upgrade": _db_upgrade,
+}

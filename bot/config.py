@@ -1,0 +1,159 @@
+"""Newsbot's configuration: environment variables prefixed ``NEWSBOT_`` (and a ``.env`` file).
+
+Only the composition root and the CLI read :class:`Settings`; everything else receives the
+values it needs. A wrong value becomes :class:`ConfigError`, one line naming the variable.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "NEWSBOT_"
+DEFAULT_API_URL = "https://api.telegram.org/bot"
+
+
+def default_database_url() -> str:
+    """SQLite file ``newsbot.db`` in the working directory."""
+    return f"sqlite+aiosqlite:///{Path.cwd() / 'newsbot.db'}"
+
+
+class ConfigError(Exception):
+    """A configuration mistake; ``str()`` is one line an operator can act on."""
+
+
+class Settings(BaseSettings):
+    """Every setting Newsbot reads, with its default and its bounds."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    token: SecretStr | None = Field(
+        default=None, description="Bot token from @BotFather (a secret: never logged)."
+    )
+    api_url: str = Field(
+        default=DEFAULT_API_URL,
+        description="Bot API base URL; the token is appended (python-telegram-bot's base_url).",
+    )
+    database_url: str = Field(
+        default_factory=default_database_url,
+        description="SQLAlchemy URL: sqlite+aiosqlite:///PATH or postgresql+asyncpg://…",
+    )
+    poll_interval: int = Field(default=60, ge=1, description="Seconds between polls of a feed.")
+    admins: Annotated[frozenset[int], NoDecode] = Field(
+        default=frozenset(), description="Comma-separated Telegram user ids of the editors."
+    )
+    timezone: str = Field(default="UTC", description="IANA time zone for times shown to readers.")
+    backlog_hours: float = Field(
+        default=12.0,
+        gt=0,
+        description="Items older than this many hours are stored but never alert.",
+    )
+    fetch_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds one feed request may take in all."
+    )
+    connect_timeout: float = Field(default=10.0, gt=0, description="Seconds to connect.")
+    max_feed_bytes: int = Field(
+        default=15 * 1024 * 1024,
+        ge=1024,
+        description="Largest feed body accepted, counted after decompression.",
+    )
+    fetch_concurrency: int = Field(
+        default=20, ge=1, description="Feed requests in flight at once, in all."
+    )
+    fetch_per_host: int = Field(
+        default=2, ge=1, description="Feed requests in flight at once to one host."
+    )
+    max_backoff: int = Field(
+        default=3600,
+        ge=1,
+        description="Longest wait, in seconds, before retrying a failing feed.",
+    )
+
+    @field_validator("admins", mode="before")
+    @classmethod
+    def _split_admins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            parts = [part.strip() for part in value.split(",")]
+            return frozenset(int(part) for part in parts if part)
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError("an IANA time zone such as Asia/Riyadh or UTC") from exc
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        if value.startswith(("sqlite:", "sqlite+pysqlite:")):
+            return "sqlite+aiosqlite:" + value.split(":", 1)[1]
+        if value.startswith(("postgresql:", "postgres:", "postgresql+psycopg2:")):
+            return "postgresql+asyncpg:" + value.split(":", 1)[1]
+        if not value.startswith(("sqlite+aiosqlite:", "postgresql+asyncpg:")):
+            raise ValueError("a sqlite+aiosqlite:///PATH or postgresql+asyncpg://HOST/DB URL")
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The configured time zone."""
+        return ZoneInfo(self.timezone)
+
+    @property
+    def backlog_age(self) -> timedelta:
+        """Age beyond which a new item is archived without alerting."""
+        return timedelta(hours=self.backlog_hours)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings from the environment, or raise :class:`ConfigError`."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(describe_error(exc)) from None
+
+
+def describe_error(exc: ValidationError) -> str:
+    """One line naming the first bad variable and what it expects."""
+    error = exc.errors(include_url=False)[0]
+    field = str(error["loc"][0]) if error["loc"] else "?"
+    variable = ENV_PREFIX + field.upper()
+    message = str(error["msg"]).removeprefix("Value error, ")
+    given = error.get("input")
+    shown = f" (got {given!r})" if isinstance(given, str | int | float) else ""
+    return f"{variable}: expected {_expected(message)}{shown}"
+
+
+def _expected(message: str) -> str:
+    replacements = {
+        "Input should be a valid integer, unable to parse string as an integer": "an integer",
+        "Input should be a valid number, unable to parse string as a number": "a number",
+        "invalid literal for int() with base 10": "comma-separated Telegram user ids",
+    }
+    for needle, text in replacements.items():
+        if message.startswith(needle):
+            return text
+    for bound, words in (
+        ("greater than or equal to ", "of at least "),
+        ("greater than ", "above "),
+        ("less than or equal to ", "of at most "),
+    ):
+        if message.startswith("Input should be " + bound):
+            return "a number " + words + message.removeprefix("Input should be " + bound)
+    if message.startswith("Input should be "):
+        return message.removeprefix("Input should be ")
+    return message

@@ -1,0 +1,52 @@
+"""Alembic environment: async engines, run from `newsbot db upgrade` or Alembic's CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from logging.config import fileConfig
+from pathlib import Path
+
+from alembic import context
+from sqlalchemy import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from storage.models import Base
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def _database_url() -> str:
+    url = os.environ.get("NEWSBOT_DATABASE_URL") or config.get_main_option("sqlalchemy.url")
+    return url or f"sqlite+aiosqlite:///{Path.cwd() / 'newsbot.db'}"
+
+
+def _run(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def _run_async() -> None:
+    engine = create_async_engine(_database_url())
+    async with engine.connect() as connection:
+        await connection.run_sync(_run)
+    await engine.dispose()
+
+
+if context.is_offline_mode():
+    context.configure(url=_database_url(), target_metadata=target_metadata, literal_binds=True)
+    with context.begin_transaction():
+        context.run_migrations()
+elif (shared := config.attributes.get("connection")) is not None:
+    _run(shared)
+else:
+    if config.config_file_name is not None:
+        fileConfig(config.config_file_name)
+    asyncio.run(_run_async())

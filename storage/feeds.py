@@ -1,0 +1,57 @@
+"""Queries over the feeds table: add, find, list with article counts, remove."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import delete, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import Article, Feed
+
+
+def add_feed(
+    session: AsyncSession, url: str, *, name: str | None = None, breaking: bool = False
+) -> Feed:
+    """Stage a new feed (the caller commits)."""
+    feed = Feed(url=url, name=name, breaking=breaking)
+    session.add(feed)
+    return feed
+
+
+async def get_feed(session: AsyncSession, feed_id: int) -> Feed | None:
+    """The feed with this id, or None."""
+    return await session.get(Feed, feed_id)
+
+
+async def get_feed_by_url(session: AsyncSession, url: str) -> Feed | None:
+    """The feed with exactly this URL, or None."""
+    return await session.scalar(select(Feed).where(Feed.url == url))
+
+
+async def list_feeds(session: AsyncSession) -> Sequence[Feed]:
+    """Every feed, oldest first."""
+    return (await session.scalars(select(Feed).order_by(Feed.id))).all()
+
+
+async def list_due_feeds(session: AsyncSession, now: datetime) -> Sequence[Feed]:
+    """Feeds never fetched or whose next fetch time has come."""
+    due = or_(Feed.next_fetch_at.is_(None), Feed.next_fetch_at <= now)
+    return (await session.scalars(select(Feed).where(due).order_by(Feed.id))).all()
+
+
+async def list_feeds_with_counts(session: AsyncSession) -> Sequence[tuple[Feed, int]]:
+    """Every feed with the number of articles it brought in, oldest feed first."""
+    counts = select(Article.feed_id, func.count().label("n")).group_by(Article.feed_id).subquery()
+    rows = await session.execute(
+        select(Feed, func.coalesce(counts.c.n, 0))
+        .outerjoin(counts, counts.c.feed_id == Feed.id)
+        .order_by(Feed.id)
+    )
+    return [(feed, int(count)) for feed, count in rows]
+
+
+async def remove_feed(session: AsyncSession, feed_id: int) -> None:
+    """Delete a feed; its articles stay in the archive without a source."""
+    await session.execute(delete(Feed).where(Feed.id == feed_id))

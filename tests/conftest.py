@@ -1,0 +1,124 @@
+"""Shared fixtures: a real database on SQLite and on PostgreSQL, and a local feed server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from storage.db import Database
+from storage.models import Base
+from tests.feedserver import FeedServer
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("NEWSBOT_SHARED_DIR", ROOT.parent / "shared"))
+POSTGRES_URL = os.environ.get("NEWSBOT_TEST_POSTGRES_URL")
+POSTGRES_REQUIRED = os.environ.get("NEWSBOT_REQUIRE_POSTGRES") == "1"
+
+
+def _asyncpg_url(url: str) -> str:
+    return make_url(url).set(drivername="postgresql+asyncpg").render_as_string(False)
+
+
+async def _admin(url: str, statement: str) -> None:
+    import asyncpg
+
+    parsed = make_url(url)
+    connection = await asyncpg.connect(
+        host=parsed.host or "127.0.0.1",
+        port=parsed.port or 5432,
+        user=parsed.username or "postgres",
+        password=parsed.password,
+        database=parsed.database or "postgres",
+    )
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, copied for each test instead of migrating again."""
+    path = tmp_path_factory.mktemp("template") / "newsbot.db"
+    database = Database(f"sqlite+aiosqlite:///{path}")
+
+    async def build() -> None:
+        await database.upgrade()
+        await database.dispose()
+
+    asyncio.run(build())
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL database of this run's own, migrated, dropped at the end."""
+    if not POSTGRES_URL:
+        if POSTGRES_REQUIRED:
+            pytest.fail("NEWSBOT_REQUIRE_POSTGRES=1 but NEWSBOT_TEST_POSTGRES_URL is not set")
+        pytest.skip(
+            "PostgreSQL tests need NEWSBOT_TEST_POSTGRES_URL (e.g. postgresql://…/postgres)"
+        )
+    name = f"newsbot_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    try:
+        asyncio.run(_admin(POSTGRES_URL, f'CREATE DATABASE "{name}"'))
+    except OSError as exc:
+        if POSTGRES_REQUIRED:
+            pytest.fail(f"PostgreSQL at {POSTGRES_URL} is required but unreachable: {exc}")
+        pytest.skip(f"PostgreSQL at {POSTGRES_URL} is unreachable: {exc}")
+    url = make_url(_asyncpg_url(POSTGRES_URL)).set(database=name).render_as_string(False)
+    database = Database(url)
+
+    async def build() -> None:
+        await database.upgrade()
+        await database.dispose()
+
+    asyncio.run(build())
+    yield url
+    asyncio.run(_admin(POSTGRES_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated, empty database on each backend."""
+    if request.param == "sqlite":
+        path = tmp_path / "newsbot.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite+aiosqlite:///{path}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+def sqlite_url(sqlite_template: Path, tmp_path: Path) -> str:
+    """A migrated, empty SQLite database (for tests about one backend's behaviour)."""
+    path = tmp_path / "newsbot.db"
+    shutil.copy(sqlite_template, path)
+    return f"sqlite+aiosqlite:///{path}"
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    """A Database on each backend, emptied after the test."""
+    database = Database(database_url)
+    yield database
+    if not database.is_sqlite:
+        tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
+        async with database.engine.begin() as connection:
+            await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    await database.dispose()
+
+
+@pytest.fixture
+async def feed_server() -> AsyncIterator[FeedServer]:
+    """A local HTTP server whose documents, headers and behaviour each test sets."""
+    async with FeedServer() as server:
+        yield server

@@ -1,0 +1,247 @@
+"""The `newsbot` command as an operator runs it: a process, a local feed server, a database."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import os
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from pathlib import Path
+from unittest import mock
+
+from aiohttp import web
+
+from bot.cli import main
+from storage.db import Database
+from tests.feedserver import FeedServer, Item, make_rss
+
+NEWSBOT = str(Path(sys.executable).with_name("newsbot"))
+
+
+@dataclass
+class Result:
+    """What a finished command printed and returned."""
+
+    code: int
+    out: str
+    err: str
+
+
+async def newsbot(*args: str, env: dict[str, str], cwd: Path | None = None) -> Result:
+    """Run the console script's entry point in this process (fast), as the script would."""
+    clean = {key: value for key, value in os.environ.items() if not key.startswith("NEWSBOT_")}
+    out, err = io.StringIO(), io.StringIO()
+
+    def call() -> int:
+        with (
+            mock.patch.dict(os.environ, clean | env, clear=True),
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(err),
+        ):
+            return main(list(args))
+
+    assert cwd is None or cwd.exists()
+    code = await asyncio.to_thread(call)
+    return Result(code, out.getvalue(), err.getvalue())
+
+
+async def newsbot_process(*args: str, env: dict[str, str], cwd: Path | None = None) -> Result:
+    """Run the console script as a process with only the given NEWSBOT_ variables set."""
+    clean = {key: value for key, value in os.environ.items() if not key.startswith("NEWSBOT_")}
+    process = await asyncio.create_subprocess_exec(
+        NEWSBOT,
+        *args,
+        env=clean | env,
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode is not None
+    return Result(process.returncode, out.decode(), err.decode())
+
+
+def one_line_error(result: Result) -> str:
+    """The single stderr line of a failed command (no traceback)."""
+    assert result.code != 0
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1, result.err
+    assert "Traceback" not in result.err
+    return lines[0]
+
+
+def arabic_feed() -> str:
+    """A small Arabic feed with a story about Kursk."""
+    now = format_datetime(datetime.now(UTC), usegmt=True)
+    items = [
+        Item(
+            "عاجل: بوتين يشكر زعيم كوريا الشمالية على المساعدة في كورسك",
+            "https://news.example/kursk?utm_source=rss",
+            description="<p>أعرب الرئيس الروسي عن امتنانه</p>",
+            published=now,
+        ),
+        Item("الاقتصاد المصري ينمو", "https://news.example/egypt", published=now),
+    ]
+    return make_rss("وكالة الأنباء", items)
+
+
+async def test_a_new_operator_adds_polls_lists_and_searches(
+    db: Database, feed_server: FeedServer, tmp_path: Path
+) -> None:
+    """feeds add reports the title and count; poll, list and search then show the articles."""
+    env = {"NEWSBOT_DATABASE_URL": db.url.render_as_string(False)}
+    url = feed_server.add("ar.xml", arabic_feed())
+
+    added = await newsbot_process("feeds", "add", url, "--name", "الوكالة", env=env, cwd=tmp_path)
+    assert added.code == 0, added.err
+    assert "الوكالة" in added.out and "2 items" in added.out
+
+    polled = await newsbot("poll", "--once", env=env, cwd=tmp_path)
+    assert polled.code == 0, polled.err
+    assert "fetched 0, unchanged 1, failed 0, new articles 0" in polled.out
+
+    listed = await newsbot("feeds", "list", env=env, cwd=tmp_path)
+    header, row = listed.out.strip().splitlines()
+    assert header.split("\t") == [
+        "id",
+        "name",
+        "URL",
+        "breaking",
+        "last fetch",
+        "status",
+        "articles",
+    ]
+    assert row.split("\t")[:4] == ["1", "الوكالة", url, "no"]
+    assert row.split("\t")[-2:] == ["unchanged", "2"]
+
+    found = await newsbot_process("search", "كورسك", "--json", env=env, cwd=tmp_path)
+    assert found.code == 0, found.err
+    (line,) = found.out.strip().splitlines()
+    article = json.loads(line)
+    assert article["title"].startswith("عاجل: بوتين")
+    assert article["link"] == "https://news.example/kursk"
+    assert article["source"] == "الوكالة"
+    assert datetime.fromisoformat(article["published"]).tzinfo is not None
+
+    hostile = await newsbot("search", '"*(OR', env=env, cwd=tmp_path)
+    assert hostile.code == 0 and "no articles match" in hostile.out
+
+
+async def test_poll_once_reports_failures(
+    db: Database, feed_server: FeedServer, tmp_path: Path
+) -> None:
+    """A feed that starts failing is counted and named in poll's summary."""
+    env = {"NEWSBOT_DATABASE_URL": db.url.render_as_string(False)}
+    url = feed_server.add("ar.xml", arabic_feed())
+    assert (await newsbot("feeds", "add", url, env=env, cwd=tmp_path)).code == 0
+    feed_server.add("ar.xml", "gone", status=410)
+    polled = await newsbot("poll", "--once", env=env, cwd=tmp_path)
+    assert "fetched 0, unchanged 0, failed 1, new articles 0" in polled.out
+    assert "feed 1 failed: HTTP 410" in polled.out
+    listed = await newsbot("feeds", "list", env=env, cwd=tmp_path)
+    assert "error (1×): HTTP 410" in listed.out
+
+
+async def test_mistakes_get_one_line(
+    db: Database, feed_server: FeedServer, tmp_path: Path
+) -> None:
+    """A mistyped URL, a missing feed, a non-feed page and a bad variable each get one line."""
+    env = {"NEWSBOT_DATABASE_URL": db.url.render_as_string(False)}
+    page = feed_server.add("page.html", "<html><body>hi</body></html>", content_type="text/html")
+    cases = {
+        ("feeds", "add", "htps//example.com/rss"): "not a feed URL",
+        ("feeds", "add", feed_server.url("missing.xml")): "HTTP 404",
+        ("feeds", "add", page): "not an RSS or Atom feed",
+        ("feeds", "remove", "42"): "no feed '42'",
+        ("search", "   "): "empty query",
+    }
+    for args, expected in cases.items():
+        assert expected in one_line_error(await newsbot(*args, env=env, cwd=tmp_path))
+    listed = await newsbot("feeds", "list", env=env, cwd=tmp_path)
+    assert "no feeds yet" in listed.out  # nothing half-added
+
+    bad = {
+        "NEWSBOT_POLL_INTERVAL": ("0", "NEWSBOT_POLL_INTERVAL: expected a number of at least 1"),
+        "NEWSBOT_ADMINS": ("12,abc", "NEWSBOT_ADMINS: expected comma-separated Telegram user"),
+        "NEWSBOT_TIMEZONE": ("Mars/Olympus", "NEWSBOT_TIMEZONE: expected an IANA time zone"),
+        "NEWSBOT_DATABASE_URL": ("mysql://db", "NEWSBOT_DATABASE_URL: expected a sqlite"),
+    }
+    for variable, (value, expected) in bad.items():
+        result = await newsbot("feeds", "list", env=env | {variable: value}, cwd=tmp_path)
+        assert one_line_error(result).startswith(f"newsbot: {expected}")
+
+
+async def test_run_without_a_token_says_how_to_get_one(tmp_path: Path) -> None:
+    """`newsbot run` with no token explains in one line how to create and set one."""
+    line = one_line_error(await newsbot_process("run", env={}, cwd=tmp_path))
+    assert "@BotFather" in line and "NEWSBOT_TOKEN" in line
+
+
+async def test_run_with_a_rejected_token_says_so(tmp_path: Path) -> None:
+    """A token the Bot API refuses ends `newsbot run` with one line naming NEWSBOT_TOKEN."""
+
+    async def unauthorized(_request: web.Request) -> web.Response:
+        return web.json_response(
+            {"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401
+        )
+
+    app = web.Application()
+    app.router.add_route("POST", "/{tail:.*}", unauthorized)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        env = {
+            "NEWSBOT_TOKEN": "123456:not-a-real-token",
+            "NEWSBOT_API_URL": f"http://127.0.0.1:{port}/bot",
+            "NEWSBOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'n.db'}",
+        }
+        result = await newsbot_process("run", env=env, cwd=tmp_path)
+    finally:
+        await runner.cleanup()
+    line = one_line_error(result)
+    assert "NEWSBOT_TOKEN" in line and "rejected" in line
+    assert "not-a-real-token" not in result.err + result.out  # the secret never shows
+
+
+async def test_opml_import_export_and_remove(
+    db: Database, feed_server: FeedServer, tmp_path: Path
+) -> None:
+    """Feeds imported from OPML are listed, exported back, and removed by id or URL."""
+    env = {"NEWSBOT_DATABASE_URL": db.url.render_as_string(False)}
+    one, two = feed_server.url("one.xml"), feed_server.url("two.xml")
+    opml = tmp_path / "feeds.opml"
+    opml.write_text(
+        '<?xml version="1.0"?><opml version="2.0"><head><title>t</title></head><body>'
+        f'<outline text="واحد" xmlUrl="{one}"/>'
+        f'<outline text="group"><outline text="اثنان" xmlUrl="{two}"/></outline>'
+        "</body></opml>",
+        encoding="utf-8",
+    )
+    imported = await newsbot("feeds", "import", str(opml), env=env, cwd=tmp_path)
+    assert "imported 2 feeds (0 already watched)" in imported.out
+    again = await newsbot("feeds", "import", str(opml), env=env, cwd=tmp_path)
+    assert "imported 0 feeds (2 already watched)" in again.out
+
+    exported = await newsbot("feeds", "export", env=env, cwd=tmp_path)
+    assert f'xmlUrl="{one}"' in exported.out and 'text="اثنان"' in exported.out
+
+    assert (await newsbot("feeds", "remove", "1", env=env, cwd=tmp_path)).code == 0
+    assert (await newsbot("feeds", "remove", two, env=env, cwd=tmp_path)).code == 0
+    assert "no feeds yet" in (await newsbot("feeds", "list", env=env, cwd=tmp_path)).out
+    missing = await newsbot("feeds", "import", str(tmp_path / "nope.opml"), env=env, cwd=tmp_path)
+    assert "cannot read" in one_line_error(missing)
+
+
+async def test_db_upgrade_creates_the_default_sqlite_file(tmp_path: Path) -> None:
+    """With no configuration, `db upgrade` creates newsbot.db in the working directory."""
+    result = await newsbot_process("db", "upgrade", env={}, cwd=tmp_path)
+    assert result.code == 0, result.err
+    assert (tmp_path / "newsbot.db").exists()
