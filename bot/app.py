@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cache
+from multiprocessing import get_context
 
 from bot import __version__
 from bot.config import Settings
@@ -48,6 +51,7 @@ async def open_core(settings: Settings, *, upgrade: bool = True) -> AsyncIterato
     """Open the database (upgrading its schema) and the fetcher; close both on exit."""
     quiet_noisy_loggers()
     db = Database(settings.database_url)
+    pool = parse_pool(settings.parse_workers)
     try:
         if upgrade:
             await db.upgrade()
@@ -58,10 +62,20 @@ async def open_core(settings: Settings, *, upgrade: bool = True) -> AsyncIterato
                 poll_interval=timedelta(seconds=settings.poll_interval),
                 backlog_age=settings.backlog_age,
                 max_backoff=timedelta(seconds=settings.max_backoff),
+                parse_pool=pool,
             )
             yield Core(settings=settings, db=db, fetcher=fetcher, ingestor=ingestor)
     finally:
         await db.dispose()
+
+
+@cache
+def parse_pool(workers: int) -> ProcessPoolExecutor | None:
+    """The process pool that parses feeds, one per process, started on first use."""
+    if workers == 0:
+        return None
+    # spawn, not fork: this process has threads (aiosqlite, executors) that fork would copy.
+    return ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
 
 
 def quiet_noisy_loggers() -> None:

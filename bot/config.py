@@ -6,6 +6,7 @@ values it needs. A wrong value becomes :class:`ConfigError`, one line naming the
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -73,6 +74,11 @@ class Settings(BaseSettings):
     )
     fetch_per_host: int = Field(
         default=2, ge=1, description="Feed requests in flight at once to one host."
+    )
+    parse_workers: int = Field(
+        default_factory=lambda: os.cpu_count() or 1,
+        ge=0,
+        description="Processes that parse feeds (default: one per core; 0: a thread instead).",
     )
     max_backoff: int = Field(
         default=3600,

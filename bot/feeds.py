@@ -33,21 +33,23 @@ class FeedError(Exception):
 class ParsedEntry:
     """One entry of a feed, as clean text."""
 
-    guid: str | None
-    link: str | None
-    title: str
-    summary: str
-    categories: tuple[str, ...]
-    published: datetime | None
+    guid: str | None  # the entry's id as given (stripped); None when missing or blank
+    link: str | None  # canonical http(s) link; a permalink guid stands in for a missing one
+    title: str  # clean one-line text, "" when the entry has none (the caller picks a fallback)
+    summary: str  # clean one-line text of the description (else the content), may be ""
+    categories: tuple[str, ...]  # clean text, deduplicated ignoring case, in document order
+    published: datetime | None  # aware UTC; None when missing or unreadable
 
 
 @dataclass(frozen=True, slots=True)
 class ParsedFeed:
     """A feed document, with what was wrong with it when it was still usable."""
 
-    title: str
-    link: str | None
-    entries: tuple[ParsedEntry, ...]
+    title: str  # clean one-line text, "" when missing
+    link: str | None  # canonical link of the site's home page
+    entries: tuple[ParsedEntry, ...]  # in document order; entries with nothing to show dropped
+    # One line for the operator: malformed XML that feedparser still read, or encoding labels
+    # that had to be overridden. None for a clean document.
     warning: str | None
 
 
@@ -71,19 +73,42 @@ def parse_feed(
     response_headers = {"content-type": "application/xml; charset=utf-8"}
     if http.get("content-language"):
         response_headers["content-language"] = http["content-language"]
-    # A bytes argument would first be tried as a file name: only a stream is always a document.
-    result = feedparser.parse(
-        io.BytesIO(text.encode("utf-8")),
-        response_headers=response_headers,
-        sanitize_html=False,
-        resolve_relative_uris=False,
-    )
+    try:
+        result = _feedparser(text, response_headers)
+    except (ValueError, OverflowError):
+        # feedparser's lenient parser (used for malformed XML) crashes on a character
+        # reference to a surrogate or past U+10FFFF; such references are worth one retry.
+        try:
+            result = _feedparser(_CHARREF.sub(_fix_charref, text), response_headers)
+        except (ValueError, OverflowError) as exc:
+            raise FeedError(f"unreadable document ({_describe(exc)})") from exc
     return _feed(result, url, note)
 
 
 def clean_text(value: str, limit: int) -> str:
     """An HTML fragment as one line of plain text of at most `limit` characters."""
     return _clean(value, limit, is_html=True)
+
+
+def _feedparser(text: str, response_headers: dict[str, str]) -> Any:
+    # A bytes argument would first be tried as a file name: only a stream is always a document.
+    return feedparser.parse(
+        io.BytesIO(text.encode("utf-8")),
+        response_headers=response_headers,
+        sanitize_html=False,
+        resolve_relative_uris=False,
+    )
+
+
+_CHARREF = re.compile(r"&#(?:[xX]([0-9a-fA-F]+)|([0-9]+));")
+
+
+def _fix_charref(match: re.Match[str]) -> str:
+    digits = (match[1] or match[2]).lstrip("0")
+    code = int(digits or "0", 16 if match[1] else 10) if len(digits) <= 8 else -1
+    if not 0 <= code <= 0x10FFFF or 0xD800 <= code <= 0xDFFF:
+        return "\ufffd"
+    return match[0]
 
 
 # --- encoding -------------------------------------------------------------------------------

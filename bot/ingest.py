@@ -12,6 +12,7 @@ import logging
 import random
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -85,9 +86,13 @@ class Ingestor:
         poll_interval: timedelta,
         backlog_age: timedelta,
         max_backoff: timedelta,
+        parse_pool: Executor | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._db = db
+        # Parsing is CPU-bound pure Python: in a process pool it uses every core and never
+        # holds this process's GIL; without one it runs in a thread.
+        self._parse_pool = parse_pool
         self._fetcher = fetcher
         self._poll_interval = poll_interval
         self._backlog_age = backlog_age
@@ -154,17 +159,24 @@ class Ingestor:
             result = await self._fetcher.fetch(
                 state.url, etag=state.etag, last_modified=state.last_modified
             )
-            parsed = (
-                None
-                if result.not_modified
-                else await asyncio.to_thread(parse_feed, result.body, result.headers, result.url)
-            )
+            parsed = None if result.not_modified else await self._parse(result)
         except (FetchError, FeedError) as exc:
             return await self._record_failure(state, exc)
         except Exception as exc:  # a bug must not stop the other feeds
             log.exception("polling feed %s failed unexpectedly", state.id)
             return await self._record_failure(state, exc)
         return await self._store(state, result, parsed)
+
+    async def _parse(self, result: FetchResult) -> ParsedFeed:
+        loop = asyncio.get_running_loop()
+        headers = {  # all the parser reads, and cheap to send to a worker process
+            name: result.headers[name]
+            for name in ("content-type", "content-language")
+            if name in result.headers
+        }
+        return await loop.run_in_executor(
+            self._parse_pool, parse_feed, result.body, headers, result.url
+        )
 
     async def _store(
         self, state: _FeedState, result: FetchResult, parsed: ParsedFeed | None

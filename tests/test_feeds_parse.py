@@ -163,6 +163,36 @@ def test_iso_8859_6_from_the_http_header_is_honoured() -> None:
     assert _titles(feed) == _titles(original)
 
 
+def test_wrong_utf8_header_does_not_hide_a_windows_1256_prolog() -> None:
+    """A server's default "charset=utf-8" over windows-1256 bytes loses to the bytes' prolog."""
+    path = _feeds_dir() / "edge" / "derived_aljazeera-arabic_windows-1256.xml"
+    feed = parse_feed(path.read_bytes(), {"content-type": "text/xml; charset=utf-8"})
+    original = _parse("aljazeera-arabic_tiktok-feedgen_2025-04-19.xml")
+    assert _titles(feed) == _titles(original)
+
+
+def test_undeclared_windows_1256_is_recognised_as_arabic() -> None:
+    """windows-1256 Arabic with no label at all is detected, not read as Latin mojibake."""
+    path = _feeds_dir() / "edge" / "derived_aljazeera-arabic_windows-1256.xml"
+    body = re.sub(rb"encoding=['\"][^'\"]+['\"]", b"", path.read_bytes(), count=1)
+    feed = parse_feed(body)
+    original = _parse("aljazeera-arabic_tiktok-feedgen_2025-04-19.xml")
+    assert _titles(feed) == _titles(original)
+    assert feed.warning is not None
+
+
+def test_one_broken_byte_does_not_turn_utf8_arabic_into_mojibake() -> None:
+    """A UTF-8 feed with one cut letter keeps its Arabic and marks the spot with U+FFFD."""
+    path = _feeds_dir() / "real" / "aljazeera-arabic_tiktok-feedgen_2025-04-19.xml"
+    body = path.read_bytes()
+    cut = body.index("مستوطنون".encode())
+    feed = parse_feed(body[:cut] + body[cut + 1 :])
+    assert feed.entries[0].title.startswith("\ufffd")
+    assert "يقتحمون جبل العرمة" in feed.entries[0].title
+    assert _titles(feed)[1:] == _titles(_parse(path.name))[1:]
+    assert feed.warning is not None
+
+
 @pytest.mark.parametrize(
     "name",
     [
@@ -336,6 +366,19 @@ def test_broken_but_usable_feed_is_used_with_a_warning(name: str) -> None:
     feed = _parse(name)
     assert feed.warning
     assert "\n" not in feed.warning
+
+
+def test_impossible_character_reference_in_a_broken_feed_is_replaced() -> None:
+    """&#xD800; in malformed XML (which crashes feedparser's lenient parser) becomes U+FFFD."""
+    document = (
+        b'<rss version="2.0"><channel><title>a &#xD800; b</title>'
+        b"<item><title>\xd8\xae\xd8\xa8\xd8\xb1</title><link>https://news.example/1</link>"
+        b"</item></channel></rss"
+    )
+    feed = parse_feed(document)
+    assert feed.title == "a \ufffd b"
+    assert [entry.title for entry in feed.entries] == ["خبر"]
+    assert feed.warning is not None
 
 
 def test_well_formed_feed_has_no_warning() -> None:
