@@ -32,6 +32,10 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 _INFLATE_STEP = 256 * 1024
 
 
+# The most of an unwanted body (error page, redirect) read just to keep the connection.
+_DRAIN_LIMIT = 64 * 1024
+
+
 class FetchError(Exception):
     """A fetch that failed; ``str()`` is a one-line reason an operator can act on."""
 
@@ -217,11 +221,25 @@ class Fetcher:
         request = self._client.build_request("GET", url, headers=headers)
         response = await self._client.send(request, stream=True)
         try:
-            # Redirect and error bodies are never read: nobody would look at them.
-            body = await self._read(response) if 200 <= response.status_code < 300 else b""
+            if 200 <= response.status_code < 300:
+                body = await self._read(response)
+            else:
+                body = b""
+                # Nobody looks at a 304's, a redirect's or an error's body, but reading a small
+                # one to its end lets the connection go back to the pool: without that, every
+                # 304 of a warm poll would cost a new TCP connection.
+                await self._drain(response)
         finally:
             await response.aclose()
         return response, body
+
+    @staticmethod
+    async def _drain(response: httpx.Response) -> None:
+        drained = 0
+        async for raw in response.aiter_raw():
+            drained += len(raw)
+            if drained > _DRAIN_LIMIT:
+                return  # not worth it: closing the connection is cheaper
 
     async def _read(self, response: httpx.Response) -> bytes:
         """The decompressed body, refused as soon as it passes ``max_bytes``."""

@@ -17,12 +17,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from bot.feeds import FeedError, ParsedEntry, ParsedFeed, parse_feed
 from bot.fetch import Fetcher, FetchError, FetchResult
 from bot.links import canonical_link, host_of
-from storage.articles import ArticleData, upsert_articles
+from storage.articles import ArticleData, UpsertResult, upsert_articles
 from storage.db import Database
-from storage.feeds import get_feed_by_url, list_due_feeds, list_feeds
+from storage.feeds import get_feed_by_url, list_due_feeds, list_feeds, update_feed
 from storage.models import Feed, utcnow
 
 log = logging.getLogger(__name__)
@@ -98,8 +100,9 @@ class Ingestor:
         self._backlog_age = backlog_age
         self._max_backoff = max_backoff
         self._clock = clock
-        # One writer at a time: the dedup lookup and the insert must not interleave.
-        self._write_lock = asyncio.Lock()
+        # Writes go one after another (the dedup lookup and the insert must not interleave),
+        # and those queued meanwhile share a commit.
+        self._writer = db.group_writer()
 
     async def poll(
         self,
@@ -183,30 +186,35 @@ class Ingestor:
     ) -> FeedOutcome:
         now = self._clock()
         items = [] if parsed is None else self._articles(state, parsed, now)
-        async with self._write_lock, self._db.transaction() as session:
-            feed = await session.get(Feed, state.id)
-            if feed is None:  # removed while we were fetching
-                return FeedOutcome(state.id, "failed", error="feed removed")
-            upserted = await upsert_articles(session, feed.id, items, now)
-            feed.last_fetch_at = now
-            feed.last_success_at = now
-            feed.last_status = "unchanged" if parsed is None else "ok"
-            feed.last_error = None
-            feed.failures = 0
+        values: dict[str, object] = {
+            "last_fetch_at": now,
+            "last_success_at": now,
+            "last_status": "unchanged" if parsed is None else "ok",
+            "last_error": None,
+            "failures": 0,
             # Jitter only ever shortens the wait: feeds drift apart, none waits too long.
-            feed.next_fetch_at = now + self._poll_interval * random.uniform(0.9, 1.0)  # noqa: S311
-            feed.etag = result.etag
-            feed.last_modified = result.last_modified
-            if parsed is not None:
-                feed.title = parsed.title or feed.title
-                feed.site_link = parsed.link or feed.site_link
+            "next_fetch_at": now + self._poll_interval * random.uniform(0.9, 1.0),  # noqa: S311
+            "etag": result.etag,
+            "last_modified": result.last_modified,
+        }
+        if parsed is not None:
+            values.update({"title": parsed.title} if parsed.title else {})
+            values.update({"site_link": parsed.link} if parsed.link else {})
+
+        async def write(session: AsyncSession) -> UpsertResult | None:
+            if not await update_feed(session, state.id, **values):
+                return None  # removed while we were fetching
             moved = result.permanent_url
-            if moved and moved != feed.url and await get_feed_by_url(session, moved) is None:
-                feed.url = moved
-        status = "unchanged" if parsed is None else "fetched"
+            if moved and moved != state.url and await get_feed_by_url(session, moved) is None:
+                await update_feed(session, state.id, url=moved)
+            return await upsert_articles(session, state.id, items, now)
+
+        upserted = await self._writer.run(write)
+        if upserted is None:
+            return FeedOutcome(state.id, "failed", error="feed removed")
         return FeedOutcome(
             state.id,
-            status,
+            "unchanged" if parsed is None else "fetched",
             new_ids=tuple(upserted.new_ids),
             corrected=upserted.corrected,
             title=parsed.title if parsed else "",
@@ -221,14 +229,18 @@ class Ingestor:
         retry_after = getattr(exc, "retry_after", None)
         if isinstance(retry_after, int | float) and retry_after > 0:
             delay = max(delay, min(timedelta(seconds=retry_after), self._max_backoff))
-        async with self._write_lock, self._db.transaction() as session:
-            feed = await session.get(Feed, state.id)
-            if feed is not None:
-                feed.last_fetch_at = now
-                feed.last_status = "error"
-                feed.last_error = message
-                feed.failures = failures
-                feed.next_fetch_at = now + delay
+        values = {
+            "last_fetch_at": now,
+            "last_status": "error",
+            "last_error": message,
+            "failures": failures,
+            "next_fetch_at": now + delay,
+        }
+
+        async def write(session: AsyncSession) -> bool:
+            return await update_feed(session, state.id, **values)
+
+        await self._writer.run(write)
         return FeedOutcome(state.id, "failed", error=message)
 
     def _articles(self, state: _FeedState, parsed: ParsedFeed, now: datetime) -> list[ArticleData]:

@@ -6,10 +6,11 @@ start with ``BEGIN IMMEDIATE`` so a read-then-write never fails with "database i
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from importlib.resources import files
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -26,6 +27,10 @@ from sqlalchemy.ext.asyncio import (
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 _IMMEDIATE = "newsbot_begin_immediate"
+
+
+T = TypeVar("T")
+WriteJob = Callable[[AsyncSession], Awaitable[T]]
 
 
 class Database:
@@ -49,6 +54,10 @@ class Database:
         async with self._writers() as session, session.begin():
             yield session
 
+    def group_writer(self) -> GroupWriter:
+        """A writer that shares one transaction among the jobs queued while it commits."""
+        return GroupWriter(self)
+
     async def upgrade(self) -> None:
         """Bring the schema to the newest migration (a no-op when it is already there)."""
         async with self.engine.begin() as connection:
@@ -65,6 +74,53 @@ class Database:
     async def dispose(self) -> None:
         """Close every pooled connection."""
         await self.engine.dispose()
+
+
+class GroupWriter:
+    """Group commit: write jobs queued together run in one transaction, in order.
+
+    Many small writes (a feed's status after a 304) then cost one commit between them. A
+    failing job does not sink its neighbours: the batch is rolled back and each job is
+    retried in a transaction of its own.
+    """
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        self._queue: list[tuple[WriteJob[Any], asyncio.Future[Any]]] = []
+        self._drainer: asyncio.Task[None] | None = None
+
+    async def run(self, job: WriteJob[T]) -> T:
+        """Run ``job(session)`` in a write transaction and return its result once committed."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.append((job, future))
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue, []
+            try:
+                async with self._database.transaction() as session:
+                    results = [await job(session) for job, _ in batch]
+            except Exception:
+                await self._one_by_one(batch)
+                continue
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+
+    async def _one_by_one(self, batch: list[tuple[WriteJob[Any], asyncio.Future[Any]]]) -> None:
+        for job, future in batch:
+            try:
+                async with self._database.transaction() as session:
+                    result = await job(session)
+            except Exception as exc:
+                if not future.done():
+                    future.set_exception(exc)
+            else:
+                if not future.done():
+                    future.set_result(result)
 
 
 def alembic_config() -> Config:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from functools import cache
+from typing import Any
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import Update, bindparam, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Article, Feed
@@ -50,6 +52,26 @@ async def list_feeds_with_counts(session: AsyncSession) -> Sequence[tuple[Feed, 
         .order_by(Feed.id)
     )
     return [(feed, int(count)) for feed, count in rows]
+
+
+async def update_feed(session: AsyncSession, feed_id: int, **values: Any) -> bool:
+    """Set columns of one feed; False when the feed no longer exists."""
+    statement = _update_statement(tuple(sorted(values)))
+    parameters = {f"new_{name}": value for name, value in values.items()}
+    result = await session.execute(statement, parameters | {"feed_id": feed_id})
+    return bool(getattr(result, "rowcount", 0))
+
+
+@cache
+def _update_statement(columns: tuple[str, ...]) -> Update:
+    # Built once per set of columns: building and keying a statement costs more than
+    # running it, and every poll of every feed runs one.
+    table = Feed.metadata.tables[Feed.__tablename__]
+    return (
+        update(table)
+        .where(table.c.id == bindparam("feed_id"))
+        .values({name: bindparam(f"new_{name}", type_=table.c[name].type) for name in columns})
+    )
 
 
 async def remove_feed(session: AsyncSession, feed_id: int) -> None:

@@ -573,3 +573,28 @@ async def test_sequential_fetches_reuse_one_keep_alive_connection(
     for _ in range(5):
         await fetcher.fetch(f"{base}/feed")
     assert len(peers) == 1
+
+
+async def test_not_modified_and_error_answers_keep_the_connection(
+    serve: Serve, fetcher: Fetcher
+) -> None:
+    """304s, redirects and small error pages leave the connection reusable (a warm poll
+    costs no new TCP connections)."""
+    peers: set[object] = set()
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        assert request.transport is not None
+        peers.add(request.transport.get_extra_info("peername"))
+        if request.path == "/moved":
+            return web.Response(status=302, headers={"Location": "/feed"}, text="moved")
+        if request.path == "/gone":
+            return web.Response(status=404, text="<html>not here</html>")
+        return web.Response(status=304, headers={"ETag": '"v1"'})
+
+    base = await serve({"/feed": answer, "/moved": answer, "/gone": answer})
+    for _ in range(3):
+        assert (await fetcher.fetch(f"{base}/feed", etag='"v1"')).not_modified
+        assert (await fetcher.fetch(f"{base}/moved", etag='"v1"')).not_modified
+        with pytest.raises(FetchError):
+            await fetcher.fetch(f"{base}/gone")
+    assert len(peers) == 1
