@@ -64,7 +64,10 @@ async def open_core(settings: Settings, *, upgrade: bool = True) -> AsyncIterato
                 max_backoff=timedelta(seconds=settings.max_backoff),
                 parse_pool=pool,
             )
-            yield Core(settings=settings, db=db, fetcher=fetcher, ingestor=ingestor)
+            try:
+                yield Core(settings=settings, db=db, fetcher=fetcher, ingestor=ingestor)
+            finally:
+                await ingestor.aclose()
     finally:
         await db.dispose()
 

@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Self
 
 import httpx
+from httpx_aiohttp import AiohttpTransport
 
 _ACCEPT = (
     "application/rss+xml, application/atom+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.8"
@@ -96,6 +97,16 @@ class Fetcher:
         self._host_slots: dict[str, asyncio.Semaphore] = {}
         self._timeout_reason = f"timed out after {limits.total_timeout:g} s"
         self._too_large_reason = f"response larger than {_size(limits.max_bytes)}"
+        if transport is None:
+            # httpx's own pool (httpcore) re-scans every connection for every queued request:
+            # O(concurrency²) per request, 2.5 ms of CPU a fetch at 20 in flight. aiohttp's
+            # connection pool behind the same httpx client costs a fraction of that.
+            transport = AiohttpTransport(
+                limits=httpx.Limits(
+                    max_connections=limits.concurrency,
+                    max_keepalive_connections=limits.concurrency,
+                ),
+            )
         self._client = httpx.AsyncClient(
             transport=transport,
             # The semaphores bound requests in flight; the pool must never be the tighter limit.
@@ -281,10 +292,8 @@ class Fetcher:
 
     def _reason(self, exc: Exception, url: httpx.URL) -> str:
         """A one-line operator-facing reason for an httpx failure."""
-        if isinstance(exc, httpx.ConnectTimeout):
-            return f"connect timed out after {self._limits.connect_timeout:g} s"
-        if isinstance(exc, httpx.TimeoutException):
-            return self._timeout_reason
+        # The operating system's reason first: the transport may file a refused connection
+        # under a timeout class.
         for cause in _causes(exc):
             if isinstance(cause, socket.gaierror):
                 return f"could not resolve host {url.host}"
@@ -295,7 +304,11 @@ class Fetcher:
             if isinstance(cause, ssl.SSLCertVerificationError):
                 return f"TLS certificate error: {cause.verify_message}"
             if isinstance(cause, ssl.SSLError):
-                return f"TLS error: {cause.reason or cause}"
+                return f"TLS error: {getattr(cause, 'reason', None) or cause}"
+        if isinstance(exc, httpx.ConnectTimeout):
+            return f"connect timed out after {self._limits.connect_timeout:g} s"
+        if isinstance(exc, httpx.TimeoutException):
+            return self._timeout_reason
         if isinstance(exc, httpx.RemoteProtocolError):
             return f"protocol error: {exc}"
         if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):

@@ -104,6 +104,10 @@ class Ingestor:
         # and those queued meanwhile share a commit.
         self._writer = db.group_writer()
 
+    async def aclose(self) -> None:
+        """Finish the writes already queued; the database may then be closed."""
+        await self._writer.aclose()
+
     async def poll(
         self,
         *,

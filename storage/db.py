@@ -97,6 +97,11 @@ class GroupWriter:
             self._drainer = asyncio.create_task(self._drain())
         return await future
 
+    async def aclose(self) -> None:
+        """Wait for the queued jobs to be written (call before disposing of the database)."""
+        while self._drainer is not None and not self._drainer.done():
+            await asyncio.shield(self._drainer)
+
     async def _drain(self) -> None:
         while self._queue:
             batch, self._queue = self._queue, []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gzip
 import re
 import time
@@ -355,3 +357,27 @@ async def test_concurrent_polls_of_overlapping_feeds_store_each_story_once(
     assert summary.new_articles == 20
     async with db.sessions() as session:
         assert await session.scalar(select(func.count()).select_from(Article)) == 20
+
+
+async def test_watcher_polls_due_feeds_and_a_hanging_one_holds_up_none(
+    db: Database, database_url: str, feed_server: FeedServer
+) -> None:
+    """The watcher polls each due feed; one that never answers does not hold up the rest."""
+    hang = feed_server.add("hang.xml", hang=True)
+    good = feed_server.add("good.xml", make_rss("Agency", [Item("خبر", "https://n.example/w")]))
+    async with core_for(database_url, poll_interval=1, fetch_timeout=30) as core:
+        hang_id = await watch(db, hang)
+        good_id = await watch(db, good)
+        watcher = asyncio.create_task(core.ingestor.watch(tick=0.05))
+        try:
+            deadline = time.monotonic() + 10
+            while feed_server.hits["good.xml"] < 3 and time.monotonic() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+    assert feed_server.hits["good.xml"] >= 3  # polled again each interval
+    assert feed_server.hits["hang.xml"] == 1  # still in flight, not piled up
+    assert (await feed_row(db, good_id)).last_status in ("ok", "unchanged")
+    assert (await feed_row(db, hang_id)).last_fetch_at is None
