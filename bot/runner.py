@@ -9,14 +9,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from contextlib import AsyncExitStack
 
-from telegram import Bot
-from telegram.error import InvalidToken, TelegramError
-from telegram.ext import Application, ApplicationBuilder
+# Durations from the Bot API (retry_after) as timedelta: PTB 22's announced behaviour.
+os.environ.setdefault("PTB_TIMEDELTA", "true")
 
-from bot.app import Core, open_core
-from bot.config import ConfigError, Settings
+from telegram import Bot  # noqa: E402
+from telegram.error import InvalidToken, TelegramError  # noqa: E402
+from telegram.ext import Application, ApplicationBuilder  # noqa: E402
+
+from bot.app import Core, open_core  # noqa: E402
+from bot.config import ConfigError, Settings  # noqa: E402
 
 log = logging.getLogger(__name__)
 

@@ -17,6 +17,10 @@ from storage.db import Database
 from storage.models import Base
 from tests.feedserver import FeedServer
 
+# python-telegram-bot 22 warns when it builds a RetryAfter unless timedelta values are
+# opted into (as the bot does in bot/runner.py).
+os.environ.setdefault("PTB_TIMEDELTA", "true")
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("NEWSBOT_SHARED_DIR", ROOT.parent / "shared"))
 POSTGRES_URL = os.environ.get("NEWSBOT_TEST_POSTGRES_URL")

@@ -1,0 +1,154 @@
+"""The outbox: claiming due deliveries, and recording what became of each.
+
+States: ``pending`` (due at ``due_at``) → ``sending`` (claimed, request in flight) → ``sent``;
+or ``failed`` (Telegram refused it for good), ``dropped`` (stale, or the chat is gone), and
+``unknown`` (the request may have reached Telegram: never resent blindly).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import Alert, Chat, Delivery
+
+PENDING, SENDING, SENT, FAILED, DROPPED, UNKNOWN = (
+    "pending",
+    "sending",
+    "sent",
+    "failed",
+    "dropped",
+    "unknown",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A delivery taken by the sender, with what it needs to send it."""
+
+    id: int
+    alert_id: int
+    chat_id: int
+    chat_kind: str
+    attempts: int
+
+
+async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[Claimed]:
+    """Take up to ``limit`` due deliveries, oldest first, marking them as being sent."""
+    query = (
+        select(Delivery.id, Delivery.alert_id, Delivery.chat_id, Chat.kind, Delivery.attempts)
+        .join(Chat, Chat.id == Delivery.chat_id)
+        .where(Delivery.state == PENDING, Delivery.due_at <= now)
+        .order_by(Delivery.due_at, Delivery.id)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        # Several processes may send for one bot: each claims rows the others have not.
+        query = query.with_for_update(skip_locked=True, of=Delivery)
+    rows = (await session.execute(query)).all()
+    if not rows:
+        return []
+    ids = [row.id for row in rows]
+    await session.execute(update(Delivery).where(Delivery.id.in_(ids)).values(state=SENDING))
+    return [Claimed(row.id, row.alert_id, row.chat_id, row.kind, row.attempts) for row in rows]
+
+
+async def finish(
+    session: AsyncSession,
+    delivery_id: int,
+    state: str,
+    now: datetime,
+    error: str | None = None,
+) -> None:
+    """Record a delivery's end: sent, failed, dropped or unknown."""
+    await session.execute(
+        update(Delivery)
+        .where(Delivery.id == delivery_id)
+        .values(
+            state=state,
+            sent_at=now if state == SENT else None,
+            error=error,
+            attempts=Delivery.attempts + 1,
+        )
+    )
+
+
+async def retry_later(
+    session: AsyncSession,
+    delivery_id: int,
+    due_at: datetime,
+    error: str | None = None,
+    *,
+    attempted: bool = True,
+) -> None:
+    """Put a claimed delivery back in the queue, due at ``due_at``."""
+    await session.execute(
+        update(Delivery)
+        .where(Delivery.id == delivery_id)
+        .values(
+            state=PENDING,
+            due_at=due_at,
+            error=error,
+            attempts=Delivery.attempts + (1 if attempted else 0),
+        )
+    )
+
+
+async def deactivate_chat(session: AsyncSession, chat_id: int, reason: str) -> None:
+    """Mark a chat inactive (blocked, deactivated, gone) and drop what was pending for it."""
+    await session.execute(update(Chat).where(Chat.id == chat_id).values(active=False))
+    await session.execute(
+        update(Delivery)
+        .where(Delivery.chat_id == chat_id, Delivery.state.in_((PENDING, SENDING)))
+        .values(state=DROPPED, error=reason)
+    )
+
+
+async def recover_in_flight(session: AsyncSession) -> int:
+    """After a crash: requests that were in flight may have reached Telegram, so they are
+    recorded as unknown instead of being sent again. Returns how many."""
+    result = await session.execute(
+        update(Delivery)
+        .where(Delivery.state == SENDING)
+        .values(state=UNKNOWN, error="in flight when the sender stopped")
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def drop_stale(session: AsyncSession, created_before: datetime) -> int:
+    """Drop pending deliveries of alerts older than the cut-off: old news is not news."""
+    stale_alerts = select(Alert.id).where(Alert.created_at < created_before)
+    result = await session.execute(
+        update(Delivery)
+        .where(and_(Delivery.state == PENDING, Delivery.alert_id.in_(stale_alerts)))
+        .values(state=DROPPED, error="stale")
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def count_by_state(session: AsyncSession) -> dict[str, int]:
+    """How many deliveries are in each state."""
+    rows = await session.execute(select(Delivery.state, func.count()).group_by(Delivery.state))
+    return {state: int(count) for state, count in rows}
+
+
+__all__: Sequence[str] = [
+    "DROPPED",
+    "FAILED",
+    "PENDING",
+    "SENDING",
+    "SENT",
+    "UNKNOWN",
+    "Claimed",
+    "claim_due",
+    "count_by_state",
+    "deactivate_chat",
+    "drop_stale",
+    "finish",
+    "recover_in_flight",
+    "retry_later",
+]
