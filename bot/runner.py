@@ -15,12 +15,12 @@ from contextlib import AsyncExitStack
 # Durations from the Bot API (retry_after) as timedelta: PTB 22's announced behaviour.
 os.environ.setdefault("PTB_TIMEDELTA", "true")
 
-from telegram import Bot  # noqa: E402
-from telegram.error import InvalidToken, TelegramError  # noqa: E402
-from telegram.ext import Application, ApplicationBuilder  # noqa: E402
+from telegram import Bot
+from telegram.error import InvalidToken, TelegramError
+from telegram.ext import Application, ApplicationBuilder
 
-from bot.app import Core, open_core  # noqa: E402
-from bot.config import ConfigError, Settings  # noqa: E402
+from bot.app import Core, open_core
+from bot.config import ConfigError, Settings
 
 log = logging.getLogger(__name__)
 
