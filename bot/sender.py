@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import time
 from collections import deque
@@ -34,9 +35,8 @@ Deliver = Callable[[Claimed], Awaitable[None]]
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _GONE = ("chat not found", "user not found", "bot was kicked", "group chat was deleted")
 MAX_RETRY_DELAY = timedelta(minutes=5)
-# Telegram counts requests as they arrive, we as they leave: a little margin keeps a
-# request that travelled faster than its predecessor out of the same second.
-WINDOW = 1.015
+# Telegram counts requests as they arrive; a hair over a second absorbs clock granularity.
+WINDOW = 1.002
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,65 +49,89 @@ class Pacing:
 
 
 class Pacer:
-    """Exact sliding windows: a request may start only when every window has room."""
+    """Exact sliding windows, counted so that they hold on Telegram's side too.
+
+    A request occupies its place in a window from the moment it starts until one window
+    after it has been answered: whenever it reached Telegram, the next one cannot land in
+    the same window, however the two were delayed on the way.
+    """
 
     def __init__(self, pacing: Pacing, clock: Callable[[], float] = time.monotonic) -> None:
         self._pacing = pacing
         self._clock = clock
-        self._recent: deque[float] = deque()
-        self._private_last: dict[int, float] = {}
-        self._group_recent: dict[int, deque[float]] = {}
+        self._in_flight = 0
+        self._expiries: list[float] = []  # heap: when finished requests leave the window
+        self._chat_busy: set[int] = set()
+        self._private_free: dict[int, float] = {}
+        self._group_ends: dict[int, deque[float]] = {}
         self._paused_until = 0.0
         self._lock = asyncio.Lock()
+        self._released = asyncio.Event()
 
     def chat_ready_at(self, chat_id: int, is_group: bool) -> float:
         """When this chat may next be sent to (a clock reading)."""
+        if chat_id in self._chat_busy and not is_group:
+            # At least an interval after the answer still awaited.
+            return self._clock() + self._pacing.private_interval
         if is_group:
-            sent = self._group_recent.get(chat_id)
-            if sent is not None and len(sent) >= self._pacing.group_per_minute:
-                return sent[0] + 60.0
+            ends = self._group_ends.get(chat_id, ())
+            if len(ends) >= self._pacing.group_per_minute:
+                return ends[-self._pacing.group_per_minute] + 60.0
             return 0.0
-        last = self._private_last.get(chat_id)
-        return 0.0 if last is None else last + self._pacing.private_interval
+        return self._private_free.get(chat_id, 0.0)
 
     def pause(self, seconds: float) -> None:
         """Hold every request for ``seconds`` (Telegram said 429)."""
         self._paused_until = max(self._paused_until, self._clock() + seconds)
 
     async def acquire(self, chat_id: int, is_group: bool) -> None:
-        """Wait until a request to this chat fits every window, and count it."""
+        """Wait until a request to this chat fits every window, and count it as started."""
         while True:
             # A busy chat waits on its own, without holding up requests to other chats.
-            chat_wait = self.chat_ready_at(chat_id, is_group) - self._clock()
-            if chat_wait > 0:
-                await asyncio.sleep(chat_wait)
+            if await self._wait(self.chat_ready_at(chat_id, is_group) - self._clock()):
                 continue
             async with self._lock:  # requests are placed one at a time: the windows stay exact
-                while True:
-                    now = self._clock()
-                    while self._recent and self._recent[0] <= now - WINDOW:
-                        self._recent.popleft()
-                    full = len(self._recent) >= self._pacing.per_second
-                    wait = max(
-                        self._paused_until - now, (self._recent[0] + WINDOW - now) if full else 0.0
-                    )
-                    if wait <= 0:
-                        break
-                    await asyncio.sleep(wait)
-                if self.chat_ready_at(chat_id, is_group) > now:
+                while await self._wait(self._global_wait()):
+                    pass
+                if self.chat_ready_at(chat_id, is_group) > self._clock():
                     continue  # another request to this chat went first
-                self._record(chat_id, is_group, now)
+                self._in_flight += 1
+                self._chat_busy.add(chat_id)
                 return
 
-    def _record(self, chat_id: int, is_group: bool, now: float) -> None:
-        self._recent.append(now)
+    def release(self, chat_id: int, is_group: bool) -> None:
+        """The request to this chat has been answered (or has failed)."""
+        now = self._clock()
+        self._in_flight -= 1
+        self._chat_busy.discard(chat_id)
+        heapq.heappush(self._expiries, now + WINDOW)
         if is_group:
-            group = self._group_recent.setdefault(chat_id, deque())
-            group.append(now)
-            while len(group) > self._pacing.group_per_minute:
-                group.popleft()
+            ends = self._group_ends.setdefault(chat_id, deque())
+            ends.append(now)
+            while len(ends) > self._pacing.group_per_minute:
+                ends.popleft()
         else:
-            self._private_last[chat_id] = now
+            self._private_free[chat_id] = now + self._pacing.private_interval
+        self._released.set()
+
+    def _global_wait(self) -> float:
+        now = self._clock()
+        while self._expiries and self._expiries[0] <= now:
+            heapq.heappop(self._expiries)
+        if self._paused_until > now:
+            return self._paused_until - now
+        if self._in_flight + len(self._expiries) < self._pacing.per_second:
+            return 0.0
+        return self._expiries[0] - now if self._expiries else float("inf")
+
+    async def _wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``, or until a request is released; False if no wait."""
+        if seconds <= 0:
+            return False
+        self._released.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._released.wait(), min(seconds, 60.0))
+        return True
 
 
 class Sender:
@@ -181,7 +205,10 @@ class Sender:
             return
         await self._pacer.acquire(row.chat_id, is_group)
         try:
-            await self._deliver(row)
+            try:
+                await self._deliver(row)
+            finally:
+                self._pacer.release(row.chat_id, is_group)
         except RetryAfter as exc:
             seconds = _seconds(exc.retry_after)
             self._pacer.pause(seconds)

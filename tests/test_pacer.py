@@ -27,6 +27,8 @@ async def test_never_more_than_the_rate_in_any_second() -> None:
     async def one(chat: int) -> None:
         await pacer.acquire(chat, is_group=False)
         started.append(time.monotonic())
+        await asyncio.sleep(0.01)  # the request's round trip
+        pacer.release(chat, is_group=False)
 
     begin = time.monotonic()
     await asyncio.gather(*(one(chat) for chat in range(20)))
@@ -42,6 +44,7 @@ async def test_a_private_chat_gets_one_a_second_without_holding_up_others() -> N
     async def one(chat: int) -> None:
         await pacer.acquire(chat, is_group=False)
         times[chat].append(time.monotonic())
+        pacer.release(chat, is_group=False)
 
     begin = time.monotonic()
     await asyncio.gather(one(1), one(1), one(1), one(2))
@@ -55,6 +58,7 @@ async def test_a_group_gets_its_per_minute_allowance_then_waits() -> None:
     pacer = Pacer(Pacing(per_second=100, group_per_minute=3))
     for _ in range(3):
         await asyncio.wait_for(pacer.acquire(-100, is_group=True), 0.5)
+        pacer.release(-100, is_group=True)
     assert pacer.chat_ready_at(-100, is_group=True) - time.monotonic() > 59
 
 
@@ -65,3 +69,15 @@ async def test_a_pause_holds_every_request() -> None:
     begin = time.monotonic()
     await pacer.acquire(7, is_group=False)
     assert time.monotonic() - begin >= 0.49
+
+
+async def test_a_slow_answer_keeps_its_place_until_a_second_after_it() -> None:
+    """A request counts until a second after its answer, so a slow one cannot share a
+    Telegram-side second with the request that replaces it."""
+    pacer = Pacer(Pacing(per_second=1))
+    await pacer.acquire(1, is_group=False)
+    await asyncio.sleep(0.3)  # the answer takes a while
+    pacer.release(1, is_group=False)
+    answered = time.monotonic()
+    await pacer.acquire(2, is_group=False)
+    assert time.monotonic() - answered >= 0.99
