@@ -28,6 +28,7 @@ from bot.config import ConfigError, Settings, load_settings
 from bot.i18n import translator
 from bot.ingest import FeedOutcome, PollSummary
 from bot.links import canonical_link
+from bot.text import query_terms
 from storage.articles import search_articles
 from storage.feeds import (
     add_feed,
@@ -37,7 +38,7 @@ from storage.feeds import (
     list_feeds_with_counts,
     remove_feed,
 )
-from storage.models import Feed
+from storage.models import Feed, utcnow
 
 # Operators read the command line in English; the catalogs carry the strings all the same.
 _ = translator("en").gettext
@@ -84,7 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--once", action="store_true", help=_("fetch every feed once, then print a summary")
     )
 
-    search = commands.add_parser("search", help=_("search the archive, newest first"))
+    search = commands.add_parser(
+        "search", help=_("search the archive: best matches first, recent ones favoured")
+    )
     search.add_argument("query", metavar="QUERY")
     search.add_argument("--limit", type=_positive, default=10, help=_("results (default 10)"))
     search.add_argument("--json", action="store_true", help=_("one JSON object per line"))
@@ -363,33 +366,32 @@ def _print_summary(summary: PollSummary) -> None:
 
 
 async def _search(core: Core, args: argparse.Namespace) -> int:
-    words = args.query.split()
-    if not words:
+    if not args.query.strip():
         raise CommandError(_("empty query: give one or more words to search for"))
+    # The engine turns anything the operator typed into plain terms: no query syntax.
+    positions = query_terms(args.query)
     async with core.db.sessions() as session:
-        articles = await search_articles(session, words, limit=args.limit)
+        hits = await search_articles(session, positions, limit=args.limit, now=utcnow())
     zone = core.settings.zone
-    for article in articles:
+    for hit in hits:
+        article = hit.article
         source = article.feed.display_name if article.feed else ""
         if args.json:
-            print(
-                json.dumps(
-                    {
-                        "id": article.id,
-                        "title": article.title,
-                        "link": article.link,
-                        "source": source,
-                        "published": article.published_at.isoformat(),
-                        "summary": article.summary,
-                        "categories": article.categories,
-                    },
-                    ensure_ascii=False,
-                )
-            )
+            record = {
+                "id": article.id,
+                "title": article.title,
+                "link": article.link,
+                "source": source,
+                "published": article.published_at.isoformat(),
+                "summary": article.summary,
+                "categories": article.categories,
+                "score": round(hit.score, 4),
+            }
+            print(json.dumps(record, ensure_ascii=False))
         else:
             when = article.published_at.astimezone(zone).strftime("%Y-%m-%d %H:%M")
             print(f"{when}  {source}\n  {article.title}\n  {article.link or ''}")
-    if not articles and not args.json:
+    if not hits and not args.json:
         print(_("no articles match {query!r}").format(query=args.query))
     return EXIT_OK
 

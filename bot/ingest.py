@@ -19,8 +19,9 @@ from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.feeds import FeedError, ParsedEntry, ParsedFeed, parse_feed
+from bot.feeds import FeedError, ParsedEntry
 from bot.fetch import Fetcher, FetchError, FetchResult
+from bot.indexing import IndexedFeed, display_title, parse_and_index
 from bot.links import canonical_link, host_of
 from storage.articles import ArticleData, UpsertResult, upsert_articles
 from storage.db import Database
@@ -31,7 +32,6 @@ log = logging.getLogger(__name__)
 
 # A feed's clock may run a little ahead of ours; beyond this a date is not trusted.
 CLOCK_SKEW = timedelta(minutes=5)
-TITLE_FROM_SUMMARY = 120
 UID_MAX = 400
 
 
@@ -174,7 +174,7 @@ class Ingestor:
             return await self._record_failure(state, exc)
         return await self._store(state, result, parsed)
 
-    async def _parse(self, result: FetchResult) -> ParsedFeed:
+    async def _parse(self, result: FetchResult) -> IndexedFeed:
         loop = asyncio.get_running_loop()
         headers = {  # all the parser reads, and cheap to send to a worker process
             name: result.headers[name]
@@ -182,11 +182,11 @@ class Ingestor:
             if name in result.headers
         }
         return await loop.run_in_executor(
-            self._parse_pool, parse_feed, result.body, headers, result.url
+            self._parse_pool, parse_and_index, result.body, headers, result.url
         )
 
     async def _store(
-        self, state: _FeedState, result: FetchResult, parsed: ParsedFeed | None
+        self, state: _FeedState, result: FetchResult, parsed: IndexedFeed | None
     ) -> FeedOutcome:
         now = self._clock()
         items = [] if parsed is None else self._articles(state, parsed, now)
@@ -247,13 +247,17 @@ class Ingestor:
         await self._writer.run(write)
         return FeedOutcome(state.id, "failed", error=message)
 
-    def _articles(self, state: _FeedState, parsed: ParsedFeed, now: datetime) -> list[ArticleData]:
+    def _articles(
+        self, state: _FeedState, parsed: IndexedFeed, now: datetime
+    ) -> list[ArticleData]:
         links = Counter(entry.link for entry in parsed.entries if entry.link)
         homepages = {parsed.link, canonical_link(state.url)}
         scope = host_of(state.url)
         oldest_alertable = now - self._backlog_age
         articles = []
-        for entry in parsed.entries:
+        for entry, entry_terms, headline_breaking in zip(
+            parsed.entries, parsed.terms, parsed.breaking, strict=True
+        ):
             published = entry.published
             if published is None or published > now + CLOCK_SKEW:
                 published = now
@@ -267,12 +271,14 @@ class Ingestor:
                 ArticleData(
                     uid=_uid(entry, state.id, scope),
                     link=entry.link,
-                    title=_title(entry),
+                    title=display_title(entry),
                     summary=entry.summary,
+                    title_terms=entry_terms[0],
+                    summary_terms=entry_terms[1],
                     categories=entry.categories,
                     published_at=published,
                     alertable=not state.first_fetch and published >= oldest_alertable,
-                    breaking=state.breaking,
+                    breaking=state.breaking or headline_breaking,
                     link_key=trusted_link,
                 )
             )
@@ -312,17 +318,6 @@ def _uid(entry: ParsedEntry, feed_id: int, scope: str) -> str:
 
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:40]
-
-
-def _title(entry: ParsedEntry) -> str:
-    if entry.title:
-        return entry.title
-    if entry.summary:
-        if len(entry.summary) <= TITLE_FROM_SUMMARY:
-            return entry.summary
-        cut = entry.summary[:TITLE_FROM_SUMMARY].rsplit(" ", 1)[0]
-        return cut + "…"
-    return entry.link or entry.guid or ""
 
 
 __all__ = ["FeedOutcome", "Ingestor", "PollSummary"]

@@ -10,6 +10,7 @@ from pathlib import Path
 from alembic import context
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.sql.schema import SchemaItem
 
 from storage.models import Base
 
@@ -22,12 +23,34 @@ def _database_url() -> str:
     return url or f"sqlite+aiosqlite:///{Path.cwd() / 'newsbot.db'}"
 
 
+# The search index lives outside the models because it differs by backend (see migration
+# 0002): FTS5's virtual table and its shadow tables on SQLite, a generated tsvector column
+# and its GIN index on PostgreSQL. Autogenerate would otherwise offer to drop them.
+_SEARCH_TABLE = "articles_fts"
+_SEARCH_COLUMN = ("articles", "search_vector")
+_SEARCH_INDEX = "ix_articles_search_vector"
+
+
+def _include_object(
+    item: SchemaItem, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
+    if type_ == "table" and name is not None:
+        return name != _SEARCH_TABLE and not name.startswith(_SEARCH_TABLE + "_")
+    if type_ == "column":
+        table = getattr(item, "table", None)
+        return (getattr(table, "name", None), name) != _SEARCH_COLUMN
+    if type_ == "index":
+        return name != _SEARCH_INDEX
+    return True
+
+
 def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=_include_object,
     )
     with context.begin_transaction():
         context.run_migrations()

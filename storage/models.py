@@ -116,6 +116,13 @@ class Article(Base):
     link: Mapped[str | None] = mapped_column(String(2048), index=True)
     title: Mapped[str] = mapped_column(Text)
     summary: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # The text engine's normalised terms (bot.text.index_text), space-separated: what the
+    # search index holds. Storage never derives them itself; writers pass them in. Search
+    # also needs an index beside them, built by migration 0002 and invisible to the model:
+    # an FTS5 table (articles_fts) on SQLite, a generated tsvector column with a GIN index
+    # (search_vector) on PostgreSQL.
+    title_terms: Mapped[str] = mapped_column(Text, default="", server_default="")
+    summary_terms: Mapped[str] = mapped_column(Text, default="", server_default="")
     categories: Mapped[list[str]] = mapped_column(JSON, default=list)
     published_at: Mapped[datetime]
     first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)

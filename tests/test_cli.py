@@ -85,7 +85,8 @@ def arabic_feed() -> str:
             description="<p>أعرب الرئيس الروسي عن امتنانه</p>",
             published=now,
         ),
-        Item("الاقتصاد المصري ينمو", "https://news.example/egypt", published=now),
+        Item("مصر تستضيف قمة اقتصادية", "https://news.example/egypt", published=now),
+        Item("مصرف لبنان يرفع الفائدة", "https://news.example/bank", published=now),
     ]
     return make_rss("وكالة الأنباء", items)
 
@@ -99,7 +100,7 @@ async def test_a_new_operator_adds_polls_lists_and_searches(
 
     added = await newsbot_process("feeds", "add", url, "--name", "الوكالة", env=env, cwd=tmp_path)
     assert added.code == 0, added.err
-    assert "الوكالة" in added.out and "2 items" in added.out
+    assert "الوكالة" in added.out and "3 items" in added.out
 
     polled = await newsbot("poll", "--once", env=env, cwd=tmp_path)
     assert polled.code == 0, polled.err
@@ -117,7 +118,7 @@ async def test_a_new_operator_adds_polls_lists_and_searches(
         "articles",
     ]
     assert row.split("\t")[:4] == ["1", "الوكالة", url, "no"]
-    assert row.split("\t")[-2:] == ["unchanged", "2"]
+    assert row.split("\t")[-2:] == ["unchanged", "3"]
 
     found = await newsbot_process("search", "كورسك", "--json", env=env, cwd=tmp_path)
     assert found.code == 0, found.err
@@ -127,6 +128,15 @@ async def test_a_new_operator_adds_polls_lists_and_searches(
     assert article["link"] == "https://news.example/kursk"
     assert article["source"] == "الوكالة"
     assert datetime.fromisoformat(article["published"]).tzinfo is not None
+
+    for spelled in ("كوريا الشماليه", "بوتن", "وكورسك"):  # other spellings find it too
+        result = await newsbot("search", spelled, "--json", env=env, cwd=tmp_path)
+        titles = [json.loads(line)["title"] for line in result.out.splitlines()]
+        assert titles and titles[0].startswith("عاجل: بوتين"), (spelled, titles)
+    bank = await newsbot("search", "مصر", "--json", env=env, cwd=tmp_path)
+    assert [json.loads(line)["link"] for line in bank.out.splitlines()] == [
+        "https://news.example/egypt"
+    ]
 
     hostile = await newsbot("search", '"*(OR', env=env, cwd=tmp_path)
     assert hostile.code == 0 and "no articles match" in hostile.out
