@@ -499,7 +499,12 @@ def nisba_forms(term: str) -> tuple[str, ...]:
 def query_terms(query: str) -> list[tuple[str, ...]]:
     """A reader's query as positions, each a tuple of alternative terms (all must match)."""
     positions: list[tuple[str, ...]] = []
-    for readings in term_candidates(query[:MAX_QUERY_CHARS]):
+    candidates = term_candidates(query[:MAX_QUERY_CHARS])
+    # في، من، على … narrow nothing (they are in most articles) and cost the most to look up:
+    # a query keeps them only when it has nothing else.
+    function_words = lexicon().function_words
+    content = [readings for readings in candidates if readings[0] not in function_words]
+    for readings in content or candidates:
         # Index terms of every word read as the query's term; the query word's own other
         # readings (a reader who typed لكورسك) count as themselves, not expanded.
         extra = readings[1:] if readings[0] not in lexicon().article_names else ()

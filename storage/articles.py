@@ -29,6 +29,7 @@ from sqlalchemy import (
     or_,
     select,
     table,
+    text,
     type_coerce,
     update,
 )
@@ -211,6 +212,9 @@ async def _search_index(
     if query is None or limit == 0 or offset >= SEARCH_WINDOW:
         return []
     if _is_postgresql(session):
+        query = await _pg_known(session, query)
+        if query is None:
+            return []
         window = await _pg_window(session, query)
         if not window:
             return []
@@ -345,6 +349,30 @@ def _pg_relevance(query: _Query) -> ColumnElement[float]:
 def _saturated(frequency: float) -> float:
     # bm25's term-frequency saturation, as FTS5 applies it to the weighted frequency.
     return (_BM25_K1 + 1) * frequency / (frequency + _BM25_K1)
+
+
+async def _pg_known(session: AsyncSession, query: _Query) -> _Query | None:
+    """The query without the spellings no article has (None if a position is left empty).
+
+    The engine offers every spelling a word may take; most occur nowhere. Each is one
+    probe of the GIN index here, where carrying them into the window's scans costs a GIN
+    lookup per slice.
+    """
+    terms = sorted({term for position in query.positions for term in position})
+    if len(terms) == len(query.positions):
+        return query  # one spelling a position: nothing to prune
+    known = set(
+        await session.scalars(
+            text(
+                "SELECT t FROM unnest(CAST(:terms AS text[])) AS t WHERE EXISTS ("
+                "SELECT 1 FROM articles"
+                " WHERE search_vector @@ to_tsquery('simple', quote_literal(t)))"
+            ),
+            {"terms": terms},
+        )
+    )
+    kept = tuple(tuple(term for term in position if term in known) for position in query.positions)
+    return None if not all(kept) else _Query(kept)
 
 
 async def _pg_window(session: AsyncSession, query: _Query) -> list[int]:

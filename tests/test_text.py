@@ -461,3 +461,9 @@ def test_matching_cost_does_not_grow_with_the_number_of_topics() -> None:
         timings.append(time.perf_counter() - start)
     assert 0 in found
     assert statistics.median(timings) < 0.001
+
+
+def test_queries_drop_function_words_unless_nothing_else_is_left() -> None:
+    """«طاقة في» searches for «طاقة» alone; a query of only «في» still searches for it."""
+    assert query_terms("طاقة في") == query_terms("طاقة")
+    assert query_terms("في") == [("في",)]
