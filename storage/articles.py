@@ -66,10 +66,11 @@ _SCORE: Float[float] = Float()
 # article that contains a common word costs ~1 s at 1M articles on SQLite (NOTES.md), and on
 # PostgreSQL each ranked row is a heap read (about 30 us at 200,000 articles on a default
 # server, benchmarks/search.py). It costs little in quality: a match about a day old needs
-# more relevance than any one word can bring to outrank today's title hits, and 300 matches
-# of a word common enough to fill the window span about a day of news. Rarer queries match
-# fewer rows than this and are ranked in full.
-SEARCH_WINDOW = 300
+# more relevance than any one word can bring to outrank today's title hits, and 150 matches
+# of a word common enough to fill the window span the last several hours of news (15 pages
+# of 10). 300 put PostgreSQL's p95 at 46-56 ms at 200,000 articles; 150 at 43 ms. Rarer
+# queries match fewer rows than this and are ranked in full.
+SEARCH_WINDOW = 150
 # A reader's query longer than this is cut: enough for any sentence, bounded work per search.
 MAX_POSITIONS = 8
 MAX_ALTERNATIVES = 64
