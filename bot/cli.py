@@ -90,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     search.add_argument("query", metavar="QUERY")
     search.add_argument("--limit", type=_positive, default=10, help=_("results (default 10)"))
+    search.add_argument("--page", type=_positive, default=1, help=_("page of results (default 1)"))
     search.add_argument("--json", action="store_true", help=_("one JSON object per line"))
 
     db = commands.add_parser("db", help=_("database maintenance"))
@@ -371,7 +372,13 @@ async def _search(core: Core, args: argparse.Namespace) -> int:
     # The engine turns anything the operator typed into plain terms: no query syntax.
     positions = query_terms(args.query)
     async with core.db.sessions() as session:
-        hits = await search_articles(session, positions, limit=args.limit, now=utcnow())
+        hits = await search_articles(
+            session,
+            positions,
+            limit=args.limit,
+            offset=(args.page - 1) * args.limit,
+            now=utcnow(),
+        )
     zone = core.settings.zone
     for hit in hits:
         article = hit.article

@@ -138,6 +138,12 @@ async def test_a_new_operator_adds_polls_lists_and_searches(
         "https://news.example/egypt"
     ]
 
+    pages = [
+        await newsbot("search", "قمة", "--limit", "1", "--page", str(page), "--json", env=env)
+        for page in (1, 2)
+    ]
+    assert [len(page.out.splitlines()) for page in pages] == [1, 0]
+
     hostile = await newsbot("search", '"*(OR', env=env, cwd=tmp_path)
     assert hostile.code == 0 and "no articles match" in hostile.out
 
