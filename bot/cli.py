@@ -278,21 +278,23 @@ async def _feeds_import(core: Core, args: argparse.Namespace) -> int:
         ) from None
     # Bytes, never a path or URL: listparser would fetch a URL itself.
     parsed = listparser.parse(document)
-    urls = [url for entry in parsed.feeds if (url := canonical_link(entry.get("url")))]
-    if not urls:
+    titles: dict[str, str | None] = {}  # canonical URL -> the list's title, first one wins
+    for entry in parsed.feeds:
+        if url := canonical_link(entry.get("url")):
+            titles.setdefault(url, entry.get("title"))
+    if not titles:
         raise CommandError(_("no feeds found in {file}").format(file=args.file))
     added = 0
     async with core.db.transaction() as session:
         known = {feed.url for feed in await list_feeds(session)}
-        titles = {canonical_link(entry.get("url")): entry.get("title") for entry in parsed.feeds}
-        for url in dict.fromkeys(urls):
+        for url, title in titles.items():
             if url not in known:
-                add_feed(session, url, name=titles.get(url) or None)
+                add_feed(session, url, name=title or None)
                 added += 1
     print(
         _(
             "imported {added} feeds ({known} already watched); `newsbot poll --once` fetches them"
-        ).format(added=added, known=len(urls) - added)
+        ).format(added=added, known=len(titles) - added)
     )
     return EXIT_OK
 

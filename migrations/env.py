@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 from logging.config import fileConfig
-from pathlib import Path
 
 from alembic import context
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.sql.schema import SchemaItem
 
+from bot.config import default_database_url
 from storage.models import Base
 
 config = context.config
@@ -20,7 +20,7 @@ target_metadata = Base.metadata
 
 def _database_url() -> str:
     url = os.environ.get("NEWSBOT_DATABASE_URL") or config.get_main_option("sqlalchemy.url")
-    return url or f"sqlite+aiosqlite:///{Path.cwd() / 'newsbot.db'}"
+    return url or default_database_url()
 
 
 # The search index lives outside the models because it differs by backend (see migration

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.db import dialect_insert
 from storage.models import Alert, Delivery
 
 
@@ -29,10 +29,8 @@ async def create_alert(
         for chat_id in dict.fromkeys(chat_ids)
     ]
     if rows:
-        dialect = session.get_bind().dialect.name
-        insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
         table = Delivery.metadata.tables[Delivery.__tablename__]
-        await session.execute(insert_(table).on_conflict_do_nothing(), rows)
+        await session.execute(dialect_insert(session)(table).on_conflict_do_nothing(), rows)
     return alert.id, len(rows)
 
 

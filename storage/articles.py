@@ -33,10 +33,11 @@ from sqlalchemy import (
     type_coerce,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
+from storage.db import dialect_insert
 from storage.models import Article
 
 # Ranking, the same on both backends:
@@ -142,11 +143,8 @@ async def upsert_articles(
             )
             result.corrected += 1
     if fresh:
-        insert = (
-            postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-        )
         statement = (
-            insert(Article)
+            dialect_insert(session)(Article)
             .on_conflict_do_nothing(index_elements=[Article.uid])
             .returning(Article.id)
         )

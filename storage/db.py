@@ -17,6 +17,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -126,6 +127,11 @@ class GroupWriter:
             else:
                 if not future.done():
                     future.set_result(result)
+
+
+def dialect_insert(session: AsyncSession) -> Callable[..., Any]:
+    """The INSERT construct of the session's backend, for ON CONFLICT clauses."""
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
 def alembic_config() -> Config:
