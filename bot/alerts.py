@@ -17,7 +17,10 @@ from zoneinfo import ZoneInfo
 
 from babel.dates import format_datetime
 
+from bot.breaking import DEFAULT_MARKERS, read_headline
 from bot.i18n import translator
+from bot.topics import PHRASE_PREFIX, Catalog, load_catalog
+from storage.alerts import AlertRecord
 
 TELEGRAM_LIMIT = 4096  # characters after entity parsing, counted in UTF-16 units
 SUMMARY_SENTENCES = 2
@@ -63,6 +66,46 @@ def render_alert(alert: AlertView, *, language: str, zone: ZoneInfo) -> str:
             break
         summary = _shorten(summary, _visible_length(text) - TELEGRAM_LIMIT)
     return text
+
+
+def alert_view(
+    record: AlertRecord,
+    *,
+    language: str,
+    markers: Sequence[str] = DEFAULT_MARKERS,
+    catalog: Catalog | None = None,
+) -> AlertView:
+    """What a stored alert shows a reader of this language."""
+    _ = translator(language).gettext
+    headline = read_headline(record.title, record.categories, markers).text
+    return AlertView(
+        headline=headline,
+        summary=record.summary,
+        # TRANSLATORS: the source named on an alert an editor wrote by hand.
+        source=record.source or _("the newsroom"),
+        published=record.published,
+        link=record.link,
+        topics=[topic_label(key, language, catalog) for key in record.topics],
+    )
+
+
+def topic_label(key: str, language: str, catalog: Catalog | None = None) -> str:
+    """A topic's name for readers of this language (a free phrase is its own name)."""
+    if key.startswith(PHRASE_PREFIX):
+        return key.removeprefix(PHRASE_PREFIX)
+    topic = (catalog or load_catalog()).get(key)
+    if topic is None:
+        return key
+    return topic.en if language == "en" else topic.ar
+
+
+def is_quiet(quiet_from: int | None, quiet_to: int | None, minute: int) -> bool:
+    """Whether ``minute`` (after local midnight) falls in the quiet hours (may span midnight)."""
+    if quiet_from is None or quiet_to is None or quiet_from == quiet_to:
+        return False
+    if quiet_from < quiet_to:
+        return quiet_from <= minute < quiet_to
+    return minute >= quiet_from or minute < quiet_to
 
 
 def first_sentences(text: str, count: int = SUMMARY_SENTENCES, limit: int = SUMMARY_MAX) -> str:

@@ -1,26 +1,42 @@
-"""The composition root: builds the database, the HTTP client and the services from Settings.
+"""The composition root: builds the database, the HTTP clients, the services and the
+Telegram ``Application`` from Settings, and registers the handlers.
 
 Nothing else reads :class:`~bot.config.Settings` or creates long-lived resources.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache
 from multiprocessing import get_context
 
+from telegram.ext import ApplicationBuilder
+from telegram.request import BaseRequest, HTTPXRequest
+
+import handlers
 from bot import __version__
 from bot.config import Settings
+from bot.delivery import AlertDelivery
+from bot.fanout import Fanout, Topics
 from bot.fetch import Fetcher, FetchLimits
 from bot.ingest import Ingestor
+from bot.sender import Pacing, Sender
+from bot.services import Services
+from handlers.context import CONTEXT_TYPES, NewsbotApplication
 from storage.db import Database
 
+log = logging.getLogger(__name__)
+
+# How often the watcher looks for due feeds; each feed keeps its own POLL_INTERVAL.
+WATCH_TICK = 0.5
 USER_AGENT = f"Newsbot/{__version__} (newsroom feed reader; +https://github.com/newsbot/newsbot)"
 
 
@@ -48,8 +64,13 @@ def fetch_limits(settings: Settings, *, allow_private: bool = True) -> FetchLimi
 
 
 @asynccontextmanager
-async def open_core(settings: Settings, *, upgrade: bool = True) -> AsyncIterator[Core]:
-    """Open the database (upgrading its schema) and the fetcher; close both on exit."""
+async def open_core(
+    settings: Settings, *, upgrade: bool = True, fanout: Fanout | None = None
+) -> AsyncIterator[Core]:
+    """Open the database (upgrading its schema) and the fetcher; close both on exit.
+
+    With ``fanout``, new breaking articles become alerts as they are stored.
+    """
     quiet_noisy_loggers()
     db = Database(settings.database_url)
     pool = parse_pool(settings.parse_workers)
@@ -67,6 +88,8 @@ async def open_core(settings: Settings, *, upgrade: bool = True) -> AsyncIterato
                 backlog_age=settings.backlog_age,
                 max_backoff=timedelta(seconds=settings.max_backoff),
                 parse_pool=pool,
+                fanout=fanout,
+                markers=settings.breaking_markers,
             )
             try:
                 yield Core(settings=settings, db=db, fetcher=fetcher, ingestor=ingestor)
@@ -89,3 +112,120 @@ def quiet_noisy_loggers() -> None:
     """Keep httpx at WARNING: Bot API URLs carry the token."""
     for name in ("httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+# --- newsbot run: the Telegram side -------------------------------------------------------
+
+# Updates handled at once: commands mostly wait on the database, not on the CPU.
+CONCURRENT_UPDATES = 64
+# Connections to the Bot API for sending (the sender keeps up to 64 requests in flight).
+SEND_CONNECTIONS = 128
+# How long a stopping sender may take to finish the requests in flight.
+STOP_GRACE = 10.0
+
+
+def build_application(settings: Settings) -> NewsbotApplication:
+    """The Telegram Application with every handler registered and the services wired in:
+    they open in ``post_init`` and close on shutdown (SIGINT, SIGTERM)."""
+    assert settings.token is not None  # noqa: S101 - the CLI checked it
+    runtime = Runtime(settings)
+    application: NewsbotApplication = (
+        ApplicationBuilder()
+        .token(settings.token.get_secret_value())
+        .base_url(settings.api_url)
+        .context_types(CONTEXT_TYPES)
+        .request(telegram_request(SEND_CONNECTIONS))
+        .get_updates_request(telegram_request(1, read_timeout=60.0))
+        .concurrent_updates(CONCURRENT_UPDATES)
+        .post_init(runtime.start)
+        .post_stop(runtime.stop)
+        .post_shutdown(runtime.close)
+        .build()
+    )
+    handlers.register(application)
+    return application
+
+
+def telegram_request(connections: int, *, read_timeout: float = 10.0) -> BaseRequest:
+    """The HTTP client python-telegram-bot talks to the Bot API through."""
+    return HTTPXRequest(
+        connection_pool_size=connections, read_timeout=read_timeout, pool_timeout=5.0
+    )
+
+
+class Runtime:
+    """The services ``newsbot run`` keeps while the Application runs: the core, the
+    followed topics, the feed watcher and the sender."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._stack = AsyncExitStack()
+        self._watching: asyncio.Task[None] | None = None
+        self._sending: asyncio.Task[None] | None = None
+        self._sender: Sender | None = None
+
+    async def start(self, application: NewsbotApplication) -> None:
+        """Open everything, then start watching feeds and sending."""
+        settings = self._settings
+        topics = Topics()
+        fanout = Fanout(topics, on_alert=self._wake_sender)
+        core = await self._stack.enter_async_context(open_core(settings, fanout=fanout))
+        async with core.db.sessions() as session:
+            loaded = await topics.load(session)
+        log.info("following %d topics", loaded)
+        chat_fetcher = await self._stack.enter_async_context(
+            Fetcher(fetch_limits(settings, allow_private=settings.allow_private_feeds))
+        )
+        deliver = AlertDelivery(
+            application.bot,
+            core.db,
+            zone=settings.zone,
+            markers=settings.breaking_markers,
+            catalog=topics.catalog,
+        )
+        self._sender = Sender(
+            core.db,
+            deliver,
+            pacing=Pacing(per_second=settings.send_rate),
+            stale_after=settings.stale_age,
+        )
+        application.bot_data.services = Services(
+            db=core.db,
+            topics=topics,
+            ingestor=core.ingestor,
+            chat_fetcher=chat_fetcher,
+            admins=settings.admins,
+            zone=settings.zone,
+            markers=settings.breaking_markers,
+            wake_sender=self._wake_sender,
+        )
+        await handlers.publish_commands(application.bot)
+        self._watching = asyncio.create_task(core.ingestor.watch(tick=WATCH_TICK))
+        self._sending = asyncio.create_task(self._send(core.db, application.bot.id))
+
+    async def stop(self, _application: NewsbotApplication) -> None:
+        """Stop taking work: the sender finishes what is in flight, the watcher stops."""
+        if self._sender is not None:
+            self._sender.stop()
+        if self._sending is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait({self._sending}, timeout=STOP_GRACE)
+        for task in (self._watching, self._sending):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def close(self, _application: NewsbotApplication) -> None:
+        """Close the fetchers and the database."""
+        await self._stack.aclose()
+
+    def _wake_sender(self) -> None:
+        if self._sender is not None:
+            self._sender.wake()
+
+    async def _send(self, db: Database, bot_id: int) -> None:
+        assert self._sender is not None  # noqa: S101 - set by start
+        # One sender per bot: a second process waits here and takes over if the first dies.
+        async with db.exclusive(f"newsbot-sender-{bot_id}"):
+            await self._sender.run()

@@ -15,6 +15,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bot.breaking import DEFAULT_MARKERS
+
 ENV_PREFIX = "NEWSBOT_"
 DEFAULT_API_URL = "https://api.telegram.org/bot"
 
@@ -86,6 +88,51 @@ class Settings(BaseSettings):
         description="Longest wait, in seconds, before retrying a failing feed.",
     )
 
+    send_rate: int = Field(
+        default=30,
+        ge=1,
+        description="Messages sent in any one second, in all (raise it for paid broadcasts).",
+    )
+    stale_hours: float = Field(
+        default=2.0, gt=0, description="Alerts still unsent after this many hours are dropped."
+    )
+    breaking_markers: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=DEFAULT_MARKERS,
+        description="Comma-separated words that mark a headline or category as breaking.",
+    )
+    webhook_url: str | None = Field(
+        default=None,
+        description="Public HTTPS URL Telegram posts updates to (unset: long polling).",
+    )
+    listen: str = Field(
+        default="127.0.0.1:8443", description="HOST:PORT the webhook server listens on."
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="Secret token Telegram sends with each webhook request."
+    )
+    allow_private_feeds: bool = Field(
+        default=False,
+        description="Let editors add feeds on private or loopback addresses from the chat.",
+    )
+
+    @field_validator("breaking_markers", mode="before")
+    @classmethod
+    def _split_markers(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            markers = tuple(part.strip() for part in value.split(",") if part.strip())
+            if not markers:
+                raise ValueError("comma-separated marker words")
+            return markers
+        return value
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("HOST:PORT such as 0.0.0.0:8443")
+        return value
+
     @field_validator("admins", mode="before")
     @classmethod
     def _split_admins(cls, value: Any) -> Any:
@@ -118,6 +165,17 @@ class Settings(BaseSettings):
     def zone(self) -> ZoneInfo:
         """The configured time zone."""
         return ZoneInfo(self.timezone)
+
+    @property
+    def listen_address(self) -> tuple[str, int]:
+        """The webhook server's host and port."""
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+    @property
+    def stale_age(self) -> timedelta:
+        """Age beyond which an unsent alert is no longer news."""
+        return timedelta(hours=self.stale_hours)
 
     @property
     def backlog_age(self) -> timedelta:

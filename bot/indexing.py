@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.breaking import read_headline
+from bot.breaking import DEFAULT_MARKERS, read_headline
 from bot.feeds import ParsedEntry, parse_feed
 from bot.text import index_text
 
@@ -24,7 +24,12 @@ class IndexedFeed:
     breaking: tuple[bool, ...]
 
 
-def parse_and_index(data: bytes, headers: dict[str, str], url: str | None) -> IndexedFeed:
+def parse_and_index(
+    data: bytes,
+    headers: dict[str, str],
+    url: str | None,
+    markers: tuple[str, ...] = DEFAULT_MARKERS,
+) -> IndexedFeed:
     """Parse a feed and do the per-entry text work too (run in a worker process)."""
     feed = parse_feed(data, headers, url)
     return IndexedFeed(
@@ -35,7 +40,8 @@ def parse_and_index(data: bytes, headers: dict[str, str], url: str | None) -> In
             (index_text(display_title(entry)), index_text(entry.summary)) for entry in feed.entries
         ),
         breaking=tuple(
-            read_headline(entry.title, entry.categories).breaking for entry in feed.entries
+            read_headline(entry.title, entry.categories, markers).breaking
+            for entry in feed.entries
         ),
     )
 

@@ -19,6 +19,8 @@ from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.breaking import DEFAULT_MARKERS
+from bot.fanout import Fanout
 from bot.feeds import FeedError, ParsedEntry
 from bot.fetch import Fetcher, FetchError, FetchResult
 from bot.indexing import IndexedFeed, display_title, parse_and_index
@@ -89,9 +91,13 @@ class Ingestor:
         backlog_age: timedelta,
         max_backoff: timedelta,
         parse_pool: Executor | None = None,
+        fanout: Fanout | None = None,
+        markers: tuple[str, ...] = DEFAULT_MARKERS,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._db = db
+        self._fanout = fanout
+        self._markers = markers
         # Parsing is CPU-bound pure Python: in a process pool it uses every core and never
         # holds this process's GIL; without one it runs in a thread.
         self._parse_pool = parse_pool
@@ -182,7 +188,7 @@ class Ingestor:
             if name in result.headers
         }
         return await loop.run_in_executor(
-            self._parse_pool, parse_and_index, result.body, headers, result.url
+            self._parse_pool, parse_and_index, result.body, headers, result.url, self._markers
         )
 
     async def _store(
@@ -205,17 +211,25 @@ class Ingestor:
             values.update({"title": parsed.title} if parsed.title else {})
             values.update({"site_link": parsed.link} if parsed.link else {})
 
-        async def write(session: AsyncSession) -> UpsertResult | None:
+        async def write(session: AsyncSession) -> tuple[UpsertResult, int] | None:
             if not await update_feed(session, state.id, **values):
                 return None  # removed while we were fetching
             moved = result.permanent_url
             if moved and moved != state.url and await get_feed_by_url(session, moved) is None:
                 await update_feed(session, state.id, url=moved)
-            return await upsert_articles(session, state.id, items, now)
+            upserted = await upsert_articles(session, state.id, items, now)
+            alerted = 0
+            if self._fanout is not None and upserted.new_ids:
+                # Same transaction: a crash stores the article with its alert, or neither.
+                alerted = await self._fanout.alert_articles(session, upserted.new_ids, now)
+            return upserted, alerted
 
-        upserted = await self._writer.run(write)
-        if upserted is None:
+        written = await self._writer.run(write)
+        if written is None:
             return FeedOutcome(state.id, "failed", error="feed removed")
+        upserted, alerted = written
+        if alerted and self._fanout is not None:
+            self._fanout.committed()
         return FeedOutcome(
             state.id,
             "unchanged" if parsed is None else "fetched",

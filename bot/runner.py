@@ -1,60 +1,49 @@
 """``newsbot run``: one process with python-telegram-bot's Application and the feed watcher.
 
-The Application owns the event loop and the signals (SIGINT, SIGTERM): the core services
-open in ``post_init`` and close in ``post_shutdown``, and the watcher is a repeating job.
+The Application owns the event loop and the signals (SIGINT, SIGTERM): the services open
+in ``post_init`` (see ``bot.app``), stop taking work in ``post_stop`` and close in
+``post_shutdown``. Long polling by default; a webhook with ``NEWSBOT_WEBHOOK_URL``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
-from contextlib import AsyncExitStack
 
 # Durations from the Bot API (retry_after) as timedelta: PTB 22's announced behaviour.
 os.environ.setdefault("PTB_TIMEDELTA", "true")
 
-from telegram import Bot
-from telegram.error import InvalidToken, TelegramError
-from telegram.ext import Application, ApplicationBuilder
+from urllib.parse import urlsplit
 
-from bot.app import Core, open_core
+from telegram import Bot, Update
+from telegram.error import InvalidToken, TelegramError
+
+from bot.app import build_application
 from bot.config import ConfigError, Settings
 
 log = logging.getLogger(__name__)
-
-# How often the watcher looks for due feeds; each feed keeps its own POLL_INTERVAL.
-WATCH_TICK = 0.5
 
 
 def run_bot(settings: Settings) -> int:
     """Run until SIGINT or SIGTERM; a rejected token or unreachable API is a ConfigError."""
     assert settings.token is not None  # noqa: S101 - the CLI checked it
     asyncio.run(check_bot_api(settings.token.get_secret_value(), settings.api_url))
-    stack = AsyncExitStack()
-    tasks: list[asyncio.Task[None]] = []
-
-    async def post_init(_application: Application) -> None:  # type: ignore[type-arg]
-        core: Core = await stack.enter_async_context(open_core(settings))
-        tasks.append(asyncio.create_task(core.ingestor.watch(tick=WATCH_TICK)))
-
-    async def post_shutdown(_application: Application) -> None:  # type: ignore[type-arg]
-        for task in tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await stack.aclose()
-
-    application = (
-        ApplicationBuilder()
-        .token(settings.token.get_secret_value())
-        .base_url(settings.api_url)
-        .post_init(post_init)
-        .post_shutdown(post_shutdown)
-        .build()
-    )
-    application.run_polling(close_loop=False)
+    application = build_application(settings)
+    if settings.webhook_url:
+        host, port = settings.listen_address
+        secret = settings.webhook_secret
+        application.run_webhook(
+            listen=host,
+            port=port,
+            url_path=urlsplit(settings.webhook_url).path.lstrip("/"),
+            webhook_url=settings.webhook_url,
+            secret_token=secret.get_secret_value() if secret else None,
+            allowed_updates=Update.ALL_TYPES,
+            close_loop=False,
+        )
+    else:
+        application.run_polling(allowed_updates=Update.ALL_TYPES, close_loop=False)
     return 0
 
 

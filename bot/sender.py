@@ -155,9 +155,15 @@ class Sender:
         self._clock = clock
         self._writer = db.group_writer()
         self._wake = asyncio.Event()
+        self._stopping = False
 
     def wake(self) -> None:
         """New deliveries are waiting: look now instead of at the next tick."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Take no more work: rows in flight finish, rows claimed but not begun go back."""
+        self._stopping = True
         self._wake.set()
 
     async def recover(self) -> int:
@@ -169,8 +175,8 @@ class Sender:
         """Send forever (until cancelled), looking for due rows every ``idle`` seconds."""
         await self.recover()
         try:
-            while True:
-                if await self.send_due() == 0:
+            while not self._stopping:
+                if await self.send_due() == 0 and not self._stopping:
                     self._wake.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), idle)
@@ -197,6 +203,9 @@ class Sender:
         return len(claimed)
 
     async def _send(self, row: Claimed) -> None:
+        if self._stopping:  # claimed but not begun: back to the queue for the next process
+            await self._write(deliveries.retry_later, row.id, self._clock(), None, attempted=False)
+            return
         is_group = row.chat_kind in ("group", "supergroup")
         wait = self._pacer.chat_ready_at(row.chat_id, is_group) - time.monotonic()
         if wait > 1.0:  # don't hold a slot for a busy chat: come back when it is free

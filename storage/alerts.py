@@ -2,13 +2,39 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db import dialect_insert
-from storage.models import Alert, Delivery
+from storage.models import Alert, Article, Delivery, Feed
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRecord:
+    """What an alert says: an article's title and summary, or an editor's text."""
+
+    id: int
+    title: str
+    summary: str
+    categories: tuple[str, ...]
+    link: str | None
+    source: str | None  # the feed's name; None for an editor's alert
+    published: datetime
+    topics: tuple[str, ...]
+    by_editor: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NewArticle:
+    """A stored article that may deserve an alert."""
+
+    id: int
+    title: str
+    summary: str
 
 
 async def create_alert(
@@ -19,9 +45,12 @@ async def create_alert(
     article_id: int | None = None,
     text: str | None = None,
     created_by: int | None = None,
+    topics: Sequence[str] = (),
 ) -> tuple[int, int]:
     """Record an alert and one pending delivery per distinct chat; (alert id, deliveries)."""
-    alert = Alert(article_id=article_id, text=text, created_by=created_by, created_at=now)
+    alert = Alert(
+        article_id=article_id, text=text, created_by=created_by, created_at=now, topics=[*topics]
+    )
     session.add(alert)
     await session.flush()
     rows = [
@@ -34,4 +63,82 @@ async def create_alert(
     return alert.id, len(rows)
 
 
-__all__ = ["create_alert"]
+async def list_alertable(session: AsyncSession, article_ids: Sequence[int]) -> list[NewArticle]:
+    """Of these articles, the breaking, alertable ones that have no alert yet."""
+    if not article_ids:
+        return []
+    query = (
+        select(Article.id, Article.title, Article.summary)
+        .outerjoin(Alert, Alert.article_id == Article.id)
+        .where(
+            Article.id.in_(article_ids),
+            Article.alertable.is_(True),
+            Article.breaking.is_(True),
+            Alert.id.is_(None),
+        )
+        .order_by(Article.id)
+    )
+    return [NewArticle(*row) for row in await session.execute(query)]
+
+
+async def get_alert(session: AsyncSession, alert_id: int) -> AlertRecord | None:
+    """What the alert says, or None if it is gone."""
+    records = await _records(session, select(Alert.id).where(Alert.id == alert_id))
+    return records[0] if records else None
+
+
+async def list_latest_alerts(session: AsyncSession, limit: int = 5) -> list[AlertRecord]:
+    """The most recent alerts, newest first."""
+    newest = select(Alert.id).order_by(Alert.created_at.desc(), Alert.id.desc()).limit(limit)
+    return await _records(session, newest)
+
+
+async def _records(session: AsyncSession, ids: object) -> list[AlertRecord]:
+    query = (
+        select(Alert, Article, Feed.name, Feed.title, Feed.url)
+        .outerjoin(Article, Article.id == Alert.article_id)
+        .outerjoin(Feed, Feed.id == Article.feed_id)
+        .where(Alert.id.in_(ids))  # type: ignore[arg-type]
+        .order_by(Alert.created_at.desc(), Alert.id.desc())
+    )
+    records = []
+    for alert, article, name, title, url in await session.execute(query):
+        if article is None:
+            records.append(
+                AlertRecord(
+                    id=alert.id,
+                    title=alert.text or "",
+                    summary="",
+                    categories=(),
+                    link=None,
+                    source=None,
+                    published=alert.created_at,
+                    topics=tuple(alert.topics),
+                    by_editor=True,
+                )
+            )
+        else:
+            records.append(
+                AlertRecord(
+                    id=alert.id,
+                    title=article.title,
+                    summary=article.summary,
+                    categories=tuple(article.categories),
+                    link=article.link,
+                    source=name or title or url,
+                    published=article.published_at,
+                    topics=tuple(alert.topics),
+                    by_editor=False,
+                )
+            )
+    return records
+
+
+__all__ = [
+    "AlertRecord",
+    "NewArticle",
+    "create_alert",
+    "get_alert",
+    "list_alertable",
+    "list_latest_alerts",
+]

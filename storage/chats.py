@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.deliveries import DROPPED, PENDING
 from storage.models import Chat, Delivery, Subscription
 
 
@@ -43,14 +46,56 @@ async def upsert_chat(
     title: str | None = None,
     language: str | None = None,
 ) -> Chat:
-    """Register a chat (or refresh it), active again if it had stopped."""
+    """Register a chat (or refresh it), active again if it had stopped.
+
+    ``language`` is the chat's language when it is new; a known chat keeps the one it has.
+    """
     chat = await session.get(Chat, chat_id)
     if chat is None:
         chat = Chat(id=chat_id, kind=kind, title=title, language=language or "ar", active=True)
         session.add(chat)
     else:
         chat.kind, chat.title, chat.active = kind, title or chat.title, True
-        if language:
-            chat.language = language
     await session.flush()
     return chat
+
+
+async def set_language(session: AsyncSession, chat_id: int, language: str) -> None:
+    """The language the chat is answered and alerted in."""
+    await session.execute(update(Chat).where(Chat.id == chat_id).values(language=language))
+
+
+async def set_muted(session: AsyncSession, chat_id: int, until: datetime | None) -> None:
+    """No alerts for the chat until then (None: alerts again)."""
+    await session.execute(update(Chat).where(Chat.id == chat_id).values(muted_until=until))
+
+
+async def set_quiet_hours(
+    session: AsyncSession, chat_id: int, start: int | None, end: int | None
+) -> None:
+    """Alerts arrive silently between these minutes of the local day (None: never)."""
+    await session.execute(
+        update(Chat).where(Chat.id == chat_id).values(quiet_from=start, quiet_to=end)
+    )
+
+
+async def set_all_breaking(session: AsyncSession, chat_id: int, value: bool) -> None:
+    """Whether the chat receives every breaking story, whatever it follows."""
+    await session.execute(update(Chat).where(Chat.id == chat_id).values(all_breaking=value))
+
+
+async def stop_chat(session: AsyncSession, chat_id: int) -> int:
+    """The chat wants nothing more: inactive, no subscriptions, nothing pending.
+
+    Returns how many topics it followed.
+    """
+    result = await session.execute(delete(Subscription).where(Subscription.chat_id == chat_id))
+    await session.execute(
+        update(Chat).where(Chat.id == chat_id).values(active=False, all_breaking=False)
+    )
+    await session.execute(
+        update(Delivery)
+        .where(Delivery.chat_id == chat_id, Delivery.state == PENDING)
+        .values(state=DROPPED, error="the chat stopped")
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -7,6 +7,7 @@ start with ``BEGIN IMMEDIATE`` so a read-then-write never fails with "database i
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from importlib.resources import files
@@ -16,7 +17,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -71,6 +72,29 @@ class Database:
                 lambda sync: MigrationContext.configure(sync).get_current_heads()
             )
         return set(current) != set(ScriptDirectory.from_config(alembic_config()).get_heads())
+
+    @asynccontextmanager
+    async def exclusive(self, name: str, *, retry: float = 2.0) -> AsyncIterator[None]:
+        """Hold a lock named ``name`` across processes while inside, waiting for it first.
+
+        On PostgreSQL a session advisory lock (released if the process dies); on SQLite a
+        no-op, as one process serves a SQLite database.
+        """
+        if self.is_sqlite:
+            yield
+            return
+        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        async with self.engine.connect() as connection:
+            locked = text("SELECT pg_try_advisory_lock(:key)")
+            while not await connection.scalar(locked, {"key": key}):
+                await connection.rollback()  # no transaction left open while we wait
+                await asyncio.sleep(retry)
+            await connection.commit()
+            try:
+                yield
+            finally:
+                await connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                await connection.commit()
 
     async def dispose(self) -> None:
         """Close every pooled connection."""

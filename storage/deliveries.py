@@ -35,12 +35,24 @@ class Claimed:
     chat_id: int
     chat_kind: str
     attempts: int
+    language: str = "ar"
+    quiet_from: int | None = None
+    quiet_to: int | None = None
 
 
 async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[Claimed]:
     """Take up to ``limit`` due deliveries, oldest first, marking them as being sent."""
     query = (
-        select(Delivery.id, Delivery.alert_id, Delivery.chat_id, Chat.kind, Delivery.attempts)
+        select(
+            Delivery.id,
+            Delivery.alert_id,
+            Delivery.chat_id,
+            Chat.kind,
+            Delivery.attempts,
+            Chat.language,
+            Chat.quiet_from,
+            Chat.quiet_to,
+        )
         .join(Chat, Chat.id == Delivery.chat_id)
         .where(Delivery.state == PENDING, Delivery.due_at <= now)
         .order_by(Delivery.due_at, Delivery.id)
@@ -54,7 +66,7 @@ async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[Cl
         return []
     ids = [row.id for row in rows]
     await session.execute(update(Delivery).where(Delivery.id.in_(ids)).values(state=SENDING))
-    return [Claimed(row.id, row.alert_id, row.chat_id, row.kind, row.attempts) for row in rows]
+    return [Claimed(*row) for row in rows]
 
 
 async def finish(
@@ -130,10 +142,14 @@ async def drop_stale(session: AsyncSession, created_before: datetime) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-async def count_by_state(session: AsyncSession) -> dict[str, int]:
-    """How many deliveries are in each state."""
-    rows = await session.execute(select(Delivery.state, func.count()).group_by(Delivery.state))
-    return {state: int(count) for state, count in rows}
+async def count_by_state(session: AsyncSession, since: datetime | None = None) -> dict[str, int]:
+    """How many deliveries are in each state (of alerts created since ``since``)."""
+    query = select(Delivery.state, func.count()).group_by(Delivery.state)
+    if since is not None:
+        query = query.where(
+            Delivery.alert_id.in_(select(Alert.id).where(Alert.created_at >= since))
+        )
+    return {state: int(count) for state, count in await session.execute(query)}
 
 
 __all__: Sequence[str] = [

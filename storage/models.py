@@ -147,6 +147,8 @@ class Chat(Base):
     muted_until: Mapped[datetime | None]
     quiet_from: Mapped[int | None] = mapped_column(Integer)  # minutes after local midnight
     quiet_to: Mapped[int | None] = mapped_column(Integer)
+    # A channel the operator added without topics receives every breaking story.
+    all_breaking: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -185,7 +187,9 @@ class Alert(Base):
     )
     text: Mapped[str | None] = mapped_column(Text)  # an editor's own words
     created_by: Mapped[int | None] = mapped_column(BigInteger)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The keys of the followed topics it matched (shown as hashtags).
+    topics: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
 class Delivery(Base):

@@ -15,6 +15,8 @@ from sqlalchemy.engine import make_url
 
 from storage.db import Database
 from storage.models import Base
+from tests.botharness import RunningBot, running_bot
+from tests.fakebotapi import FakeBotAPI
 from tests.feedserver import FeedServer
 
 # python-telegram-bot 22 warns when it builds a RetryAfter unless timedelta values are
@@ -126,3 +128,17 @@ async def feed_server() -> AsyncIterator[FeedServer]:
     """A local HTTP server whose documents, headers and behaviour each test sets."""
     async with FeedServer() as server:
         yield server
+
+
+@pytest.fixture
+async def fake_api() -> AsyncIterator[FakeBotAPI]:
+    """A fake Bot API server that accepts messages to any chat."""
+    async with FakeBotAPI(any_chat=True) as server:
+        yield server
+
+
+@pytest.fixture
+async def newsbot(database_url: str, fake_api: FakeBotAPI) -> AsyncIterator[RunningBot]:
+    """The bot running in this test's loop on each backend, against the fake Bot API."""
+    async with running_bot(database_url, fake_api) as running:
+        yield running

@@ -1,0 +1,54 @@
+"""What the handlers and jobs share: the database, the followed topics, the editors, and the
+values from Settings they need. Built once by the composition root (``bot.app``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from bot.fanout import Topics
+from bot.fetch import Fetcher
+from bot.ingest import Ingestor
+from storage.db import Database
+from storage.models import utcnow
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """An editor's alert waiting for confirmation."""
+
+    editor_id: int
+    text: str
+    topic_key: str | None
+    topic_label: str | None
+
+
+@dataclass(slots=True)
+class Services:
+    """Long-lived services and settings for handlers (factories only, never a session)."""
+
+    db: Database
+    topics: Topics
+    ingestor: Ingestor
+    # Fetches feeds that editors add from a chat: private addresses refused unless allowed.
+    chat_fetcher: Fetcher
+    admins: frozenset[int]
+    zone: ZoneInfo
+    markers: tuple[str, ...]
+    wake_sender: Callable[[], None]
+    clock: Callable[[], datetime] = utcnow
+    # Editors' alerts awaiting confirm / cancel, by draft id (kept in memory: a restart
+    # asks the editor to send /alert again).
+    drafts: dict[str, Draft] = field(default_factory=dict)
+    # Chat languages already read, so an update costs no query for it.
+    languages: dict[int, str] = field(default_factory=dict)
+
+    def is_editor(self, user_id: int | None) -> bool:
+        """Whether this Telegram user is one of the newsroom's editors."""
+        return user_id is not None and user_id in self.admins
+
+
+__all__ = ["Draft", "Services"]

@@ -1,0 +1,122 @@
+"""What every handler module shares: the typed context, the reader's chat and language,
+and the check that a user may change a group's topics. Feature modules import only this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from telegram import Chat as TelegramChat
+from telegram import Update
+from telegram.constants import ChatMemberStatus, ChatType
+from telegram.ext import Application, CallbackContext, ContextTypes, ExtBot
+
+from bot.i18n import DEFAULT_LANGUAGE, LANGUAGES, translator
+from bot.services import Services
+from storage.chats import get_chat, upsert_chat
+
+
+class BotData:
+    """``bot_data``: holds the services once the composition root has built them."""
+
+    services: Services | None = None
+
+
+class Context(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], BotData]):
+    """The callback context with typed access to the services."""
+
+    @property
+    def services(self) -> Services:
+        """The bot's services (built before the first update is handled)."""
+        services = self.bot_data.services
+        assert services is not None  # noqa: S101 - post_init sets it before updates flow
+        return services
+
+
+CONTEXT_TYPES = ContextTypes(context=Context, bot_data=BotData)
+NewsbotApplication = Application[
+    ExtBot[None], Context, dict[Any, Any], dict[Any, Any], BotData, Any
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Reader:
+    """Who a handler answers: the chat, its language and the translation functions."""
+
+    chat_id: int
+    language: str
+    gettext: Callable[[str], str]
+    ngettext: Callable[[str, str, int], str]
+
+
+def language_of(update: Update) -> str:
+    """The language a new chat starts in: the user's Telegram language, else Arabic."""
+    user = update.effective_user
+    code = (user.language_code or "") if user else ""
+    language = code.split("-")[0].lower()
+    return language if language in LANGUAGES else DEFAULT_LANGUAGE
+
+
+def reader_in(chat_id: int, language: str) -> Reader:
+    """A reader of this language."""
+    translations = translator(language)
+    return Reader(chat_id, language, translations.gettext, translations.ngettext)
+
+
+async def reader(update: Update, context: Context, *, register: bool = False) -> Reader:
+    """The chat of this update with its language; ``register`` stores the chat if new
+    (or makes it active again)."""
+    chat = update.effective_chat
+    assert chat is not None  # noqa: S101 - handlers are registered for chat updates only
+    services = context.services
+    language = services.languages.get(chat.id)
+    if register:
+        async with services.db.transaction() as session:
+            stored = await upsert_chat(
+                session,
+                chat.id,
+                kind=chat.type,
+                title=chat.title or chat.username,
+                language=language_of(update),
+            )
+            language = stored.language
+    elif language is None:
+        async with services.db.sessions() as session:
+            stored_chat = await get_chat(session, chat.id)
+        language = stored_chat.language if stored_chat else language_of(update)
+    services.languages[chat.id] = language
+    return reader_in(chat.id, language)
+
+
+def is_group(chat: TelegramChat) -> bool:
+    """Whether the chat is a group or a supergroup."""
+    return chat.type in (ChatType.GROUP, ChatType.SUPERGROUP)
+
+
+async def may_change_topics(update: Update, context: Context) -> bool:
+    """In a group only its administrators change what it follows; in a private chat, anyone."""
+    chat, user = update.effective_chat, update.effective_user
+    if chat is None or user is None:
+        return False
+    if not is_group(chat):
+        return True
+    if context.services.is_editor(user.id):
+        return True
+    member = await context.bot.get_chat_member(chat.id, user.id)
+    return member.status in (ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR)
+
+
+__all__ = [
+    "CONTEXT_TYPES",
+    "BotData",
+    "Context",
+    "NewsbotApplication",
+    "Reader",
+    "is_group",
+    "language_of",
+    "may_change_topics",
+    "reader",
+    "reader_in",
+]
