@@ -1,4 +1,5 @@
-"""The ``newsbot`` command: run the bot, manage feeds, poll, search, upgrade the database.
+"""The ``newsbot`` command: run the bot, manage feeds and channels, poll, search, upgrade the
+database.
 
 Every mistake an operator can make ends in one line on stderr and a non-zero exit status,
 never a traceback.
@@ -11,7 +12,8 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
@@ -19,26 +21,31 @@ import listparser
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncSession
+from telegram import Bot, ChatFullInfo, ChatMemberAdministrator
+from telegram.constants import ChatType
+from telegram.error import BadRequest, Forbidden, InvalidToken, TelegramError
 
 from bot import __version__
 from bot.app import Core, open_core
 from bot.config import ConfigError, Settings, load_settings
+from bot.feedadmin import FeedAddError, FeedAddReason, add_feed_and_fetch, find_feed
 from bot.i18n import translator
 from bot.ingest import FeedOutcome, PollSummary
 from bot.links import canonical_link
 from bot.text import query_terms
+from bot.topics import ResolvedTopic, TopicRefusal, load_catalog, resolve
 from storage.articles import search_articles
-from storage.feeds import (
-    add_feed,
-    get_feed,
-    get_feed_by_url,
-    list_feeds,
-    list_feeds_with_counts,
-    remove_feed,
+from storage.chats import get_chat, set_all_breaking, stop_chat, upsert_chat
+from storage.feeds import add_feed, list_feeds, list_feeds_with_counts, remove_feed
+from storage.models import Chat, Feed, utcnow
+from storage.subscriptions import (
+    add_subscription,
+    get_topic_by_key,
+    list_chat_topics,
+    upsert_topic,
 )
-from storage.models import Feed, utcnow
 
 # Operators read the command line in English; the catalogs carry the strings all the same.
 _ = translator("en").gettext
@@ -92,6 +99,30 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--limit", type=_positive, default=10, help=_("results (default 10)"))
     search.add_argument("--page", type=_positive, default=1, help=_("page of results (default 1)"))
     search.add_argument("--json", action="store_true", help=_("one JSON object per line"))
+
+    channels = commands.add_parser(
+        "channels", help=_("send alerts to Telegram channels the bot administers")
+    )
+    channel_commands = channels.add_subparsers(
+        dest="channels_command", required=True, metavar="ACTION"
+    )
+    add_channel = channel_commands.add_parser(
+        "add", help=_("send alerts to a channel: every breaking story, or only its topics")
+    )
+    add_channel.add_argument("channel", metavar="@NAME_OR_ID")
+    add_channel.add_argument(
+        "--topic",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="TOPIC",
+        help=_("a topic the channel follows (repeatable; default: every breaking story)"),
+    )
+    channel_commands.add_parser("list", help=_("list the channels alerts go to"))
+    remove_channel = channel_commands.add_parser(
+        "remove", help=_("stop sending alerts to a channel")
+    )
+    remove_channel.add_argument("channel", metavar="@NAME_OR_ID")
 
     db = commands.add_parser("db", help=_("database maintenance"))
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
@@ -155,7 +186,7 @@ async def _with_core(
         return await command(core, args)
 
 
-def _run(settings: Settings) -> int:
+def _token(settings: Settings) -> str:
     if settings.token is None:
         raise CommandError(
             _(
@@ -163,36 +194,39 @@ def _run(settings: Settings) -> int:
                 "NEWSBOT_TOKEN=<token> in the environment or in a .env file"
             )
         )
+    return settings.token.get_secret_value()
+
+
+def _run(settings: Settings) -> int:
+    _token(settings)
     from bot.runner import run_bot
 
     return run_bot(settings)
 
 
 async def _feeds_add(core: Core, args: argparse.Namespace) -> int:
-    url = canonical_link(args.url)
-    if url is None or not args.url.strip().lower().startswith(("http://", "https://")):
-        raise CommandError(
-            _("not a feed URL: {url!r} (expected http:// or https://…)").format(url=args.url)
+    try:
+        added = await add_feed_and_fetch(
+            core.db, core.ingestor, args.url, name=args.name, breaking=args.breaking
         )
-    async with core.db.transaction() as session:
-        if (existing := await get_feed_by_url(session, url)) is not None:
-            raise CommandError(
-                _("already watching {url} as feed {id}").format(url=url, id=existing.id)
-            )
-        feed = add_feed(session, url, name=args.name, breaking=args.breaking)
-        await session.flush()
-        feed_id = feed.id
-    outcome = await core.ingestor.poll_feed(feed_id)
-    if outcome.status == "failed":
-        async with core.db.transaction() as session:
-            await remove_feed(session, feed_id)
-        raise CommandError(_("cannot add {url}: {reason}").format(url=url, reason=outcome.error))
+    except FeedAddError as exc:
+        raise CommandError(_feed_add_problem(exc)) from None
     print(
         _("added feed {id}: {title} ({count} items, archived without alerts)").format(
-            id=feed_id, title=args.name or outcome.title or url, count=outcome.items
+            id=added.id, title=added.title, count=added.items
         )
     )
     return EXIT_OK
+
+
+def _feed_add_problem(exc: FeedAddError) -> str:
+    if exc.reason is FeedAddReason.NOT_A_URL:
+        return _("not a feed URL: {url!r} (expected http:// or https://…)").format(url=exc.url)
+    if exc.reason is FeedAddReason.ALREADY_WATCHED and exc.feed_id is not None:
+        return _("already watching {url} as feed {id}").format(url=exc.url, id=exc.feed_id)
+    if exc.reason is FeedAddReason.ALREADY_WATCHED:
+        return _("already watching {url}").format(url=exc.url)
+    return _("cannot add {url}: {reason}").format(url=exc.url, reason=exc.detail)
 
 
 async def _feeds_list(core: Core, _args: argparse.Namespace) -> int:
@@ -248,7 +282,7 @@ def _status(feed: Feed) -> str:
 
 async def _feeds_remove(core: Core, args: argparse.Namespace) -> int:
     async with core.db.transaction() as session:
-        feed = await _find_feed(session, args.feed)
+        feed = await find_feed(session, args.feed)
         if feed is None:
             raise CommandError(
                 _("no feed {feed!r}: see `newsbot feeds list`").format(feed=args.feed)
@@ -260,13 +294,6 @@ async def _feeds_remove(core: Core, args: argparse.Namespace) -> int:
         )
     )
     return EXIT_OK
-
-
-async def _find_feed(session: AsyncSession, key: str) -> Feed | None:
-    if key.strip().isdigit():
-        return await get_feed(session, int(key))
-    url = canonical_link(key)
-    return await get_feed_by_url(session, url) if url else None
 
 
 async def _feeds_import(core: Core, args: argparse.Namespace) -> int:
@@ -405,6 +432,155 @@ async def _search(core: Core, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+@asynccontextmanager
+async def _bot_api(settings: Settings) -> AsyncIterator[Bot]:
+    """The Bot API as the bot itself; any failure it answers becomes one line."""
+    token = _token(settings)
+    # The failure is reported here, in one line: keep the library's own logging out of it.
+    telegram_log = logging.getLogger("telegram")
+    level = telegram_log.level
+    telegram_log.setLevel(logging.CRITICAL)
+    try:
+        async with Bot(token, base_url=settings.api_url) as bot:
+            yield bot
+    except InvalidToken:
+        raise CommandError(
+            _(
+                "NEWSBOT_TOKEN: the Bot API at {url} rejected the token; check it with @BotFather"
+            ).format(url=settings.api_url)
+        ) from None
+    except TelegramError as exc:
+        reason = exc.message.split(". Parsing the server response")[0].splitlines()[0][:200]
+        raise CommandError(
+            _("cannot use the Bot API at {url}: {reason}").format(
+                url=settings.api_url, reason=reason
+            )
+        ) from None
+    finally:
+        telegram_log.setLevel(level)
+
+
+def _chat_key(text: str) -> int | str:
+    """A channel as the Bot API names it: its numeric id, or "@username"."""
+    key = text.strip()
+    for prefix in ("https://t.me/", "http://t.me/", "t.me/"):
+        key = key.removeprefix(prefix)
+    if key.lstrip("-").isdigit():
+        return int(key)
+    return key if key.startswith("@") else f"@{key}"
+
+
+async def _find_channel(bot: Bot, text: str) -> ChatFullInfo:
+    try:
+        chat = await bot.get_chat(_chat_key(text))
+    except (BadRequest, Forbidden):
+        raise CommandError(
+            _("unknown channel {channel}: check its @name or id").format(channel=text)
+        ) from None
+    if chat.type != ChatType.CHANNEL:
+        raise CommandError(
+            _("{channel} is not a channel (a group chooses its topics with /follow)").format(
+                channel=text
+            )
+        )
+    return chat
+
+
+async def _channels_add(core: Core, args: argparse.Namespace) -> int:
+    topics: list[ResolvedTopic] = []
+    for phrase in args.topic:
+        resolved = resolve(phrase, load_catalog())
+        if isinstance(resolved, TopicRefusal):
+            raise CommandError(
+                _("cannot follow {topic!r}: {reason}").format(
+                    topic=phrase, reason=resolved.message
+                )
+            )
+        topics.append(resolved)
+    async with _bot_api(core.settings) as bot:
+        chat = await _find_channel(bot, args.channel)
+        member = await bot.get_chat_member(chat.id, bot.id)
+        # Telegram names can_post_messages for every administrator of a channel: absent, it
+        # is not known to be refused.
+        if not isinstance(member, ChatMemberAdministrator) or member.can_post_messages is False:
+            raise CommandError(
+                _(
+                    "the bot is not an administrator of {channel} allowed to post: make it one "
+                    "in the channel's settings, then try again"
+                ).format(channel=args.channel)
+            )
+    title = chat.title or chat.username or str(chat.id)
+    new_topics: list[str] = []
+    async with core.db.transaction() as session:
+        await upsert_chat(session, chat.id, kind="channel", title=title)
+        for topic in topics:
+            if await get_topic_by_key(session, topic.key) is None:
+                new_topics.append(topic.label)
+            stored = await upsert_topic(session, topic.key, topic.label)
+            await add_subscription(session, chat.id, stored.id)
+        await set_all_breaking(session, chat.id, not topics)
+    if topics:
+        labels = ", ".join(dict.fromkeys(topic.label for topic in topics))
+        print(
+            _("channel {title} ({id}) now follows: {topics}").format(
+                title=title, id=chat.id, topics=labels
+            )
+        )
+    else:
+        print(
+            _("channel {title} ({id}) now receives every breaking story").format(
+                title=title, id=chat.id
+            )
+        )
+    if new_topics:
+        # A running bot builds its matcher from the stored topics when it starts.
+        print(
+            _("note: a running bot matches {topics} after it restarts").format(
+                topics=", ".join(new_topics)
+            )
+        )
+    return EXIT_OK
+
+
+async def _channels_list(core: Core, _args: argparse.Namespace) -> int:
+    lines = []
+    async with core.db.sessions() as session:
+        channels = await session.scalars(
+            select(Chat)
+            .where(Chat.kind == "channel", Chat.active.is_(True))
+            .order_by(Chat.created_at, Chat.id)
+        )
+        for chat in channels.all():
+            if chat.all_breaking:
+                what = _("every breaking story")
+            else:
+                labels = [topic.label for topic in await list_chat_topics(session, chat.id)]
+                what = ", ".join(labels) or _("nothing (no topics)")
+            lines.append(f"{chat.id}\t{chat.title or ''}\t{what}")
+    if not lines:
+        print(_("no channels yet: add one with `newsbot channels add @name`"))
+    for line in lines:
+        print(line)
+    return EXIT_OK
+
+
+async def _channels_remove(core: Core, args: argparse.Namespace) -> int:
+    key = _chat_key(args.channel)
+    if isinstance(key, str):  # a @name: only Telegram knows its id
+        async with _bot_api(core.settings) as bot:
+            key = (await _find_channel(bot, args.channel)).id
+    async with core.db.transaction() as session:
+        chat = await get_chat(session, key)
+        if chat is None or chat.kind != "channel" or not chat.active:
+            raise CommandError(
+                _("no channel {channel}: see `newsbot channels list`").format(channel=args.channel)
+            )
+        title = chat.title or str(chat.id)
+        await stop_chat(session, chat.id)
+    print(_("removed channel {title} ({id}): no more alerts go there").format(title=title, id=key))
+    return EXIT_OK
+
+
 async def _db_upgrade(core: Core, _args: argparse.Namespace) -> int:
     # open_core has already upgraded the schema.
     print(_("the database is up to date"))
@@ -417,6 +593,9 @@ _COMMANDS: dict[str, Callable[[Core, argparse.Namespace], Awaitable[int]]] = {
     "feeds remove": _feeds_remove,
     "feeds import": _feeds_import,
     "feeds export": _feeds_export,
+    "channels add": _channels_add,
+    "channels list": _channels_list,
+    "channels remove": _channels_remove,
     "poll": _poll,
     "search": _search,
     "db upgrade": _db_upgrade,

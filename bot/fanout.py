@@ -35,14 +35,17 @@ class Topics:
         self.catalog = catalog or load_catalog()
         self._matcher = Matcher()
         self._keys: dict[int, str] = {}
+        self._newest = 0  # the highest stored topic id loaded
 
     def __len__(self) -> int:
         return len(self._keys)
 
     async def load(self, session: AsyncSession) -> int:
-        """Index every stored topic (the engine's current rules apply); how many."""
-        for topic in await list_topics(session):
+        """Index the stored topics not indexed yet (the engine's current rules apply): all
+        of them at start, later those another process or the CLI added; how many in all."""
+        for topic in await list_topics(session, after_id=self._newest):
             self._index(topic)
+            self._newest = max(self._newest, topic.id)
         return len(self._keys)
 
     async def follow(
@@ -97,7 +100,11 @@ class Fanout:
         every delivery row commit together or not at all.
         """
         made = 0
-        for article in await list_alertable(session, article_ids):
+        articles = await list_alertable(session, article_ids)
+        if articles:
+            # Topics followed elsewhere (another process, `newsbot channels add`) count too.
+            await self._topics.load(session)
+        for article in articles:
             ids = self._topics.match_ids(article.title, article.summary)
             # Recorded even without followers: /latest lists every breaking story.
             chats = await list_followers(session, ids, now)

@@ -158,18 +158,19 @@ class Ingestor:
                 await asyncio.gather(*in_flight.values(), return_exceptions=True)
                 raise
 
-    async def poll_feed(self, feed_id: int) -> FeedOutcome:
-        """Poll one feed now, whatever its schedule."""
+    async def poll_feed(self, feed_id: int, *, fetcher: Fetcher | None = None) -> FeedOutcome:
+        """Poll one feed now, whatever its schedule (through ``fetcher`` if given, e.g. one
+        that refuses private addresses for a feed an editor adds from a chat)."""
         async with self._db.sessions() as session:
             feed = await session.get(Feed, feed_id)
             if feed is None:
                 raise LookupError(f"no feed with id {feed_id}")
             state = _state(feed)
-        return await self._poll_state(state)
+        return await self._poll_state(state, fetcher or self._fetcher)
 
-    async def _poll_state(self, state: _FeedState) -> FeedOutcome:
+    async def _poll_state(self, state: _FeedState, fetcher: Fetcher | None = None) -> FeedOutcome:
         try:
-            result = await self._fetcher.fetch(
+            result = await (fetcher or self._fetcher).fetch(
                 state.url, etag=state.etag, last_modified=state.last_modified
             )
             parsed = None if result.not_modified else await self._parse(result)

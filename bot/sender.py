@@ -215,6 +215,8 @@ class Sender:
         await self._pacer.acquire(row.chat_id, is_group)
         try:
             try:
+                # Recorded before the request leaves: a crash from here on may have sent it.
+                await self._write(deliveries.mark_sending, row.id)
                 await self._deliver(row)
             finally:
                 self._pacer.release(row.chat_id, is_group)

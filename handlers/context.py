@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from telegram import Chat as TelegramChat
-from telegram import Update
+from telegram import Message, Update
 from telegram.constants import ChatMemberStatus, ChatType
 from telegram.ext import Application, CallbackContext, ContextTypes, ExtBot
 
@@ -73,15 +73,7 @@ async def reader(update: Update, context: Context, *, register: bool = False) ->
     services = context.services
     language = services.languages.get(chat.id)
     if register:
-        async with services.db.transaction() as session:
-            stored = await upsert_chat(
-                session,
-                chat.id,
-                kind=chat.type,
-                title=chat.title or chat.username,
-                language=language_of(update),
-            )
-            language = stored.language
+        language = await register_chat(services, chat, language_of(update))
     elif language is None:
         async with services.db.sessions() as session:
             stored_chat = await get_chat(session, chat.id)
@@ -90,9 +82,30 @@ async def reader(update: Update, context: Context, *, register: bool = False) ->
     return reader_in(chat.id, language)
 
 
+async def register_chat(services: Services, chat: TelegramChat, language: str) -> str:
+    """Store the chat (new in ``language``, or made active again); its language."""
+    async with services.db.transaction() as session:
+        stored = await upsert_chat(
+            session, chat.id, kind=chat.type, title=chat.title or chat.username, language=language
+        )
+    services.languages[chat.id] = stored.language
+    return stored.language
+
+
 def is_group(chat: TelegramChat) -> bool:
     """Whether the chat is a group or a supergroup."""
     return chat.type in (ChatType.GROUP, ChatType.SUPERGROUP)
+
+
+async def allowed_to_change(
+    update: Update, context: Context, message: Message, refusal: Callable[[Reader], str]
+) -> bool:
+    """Whether the sender may change the chat (see :func:`may_change_topics`); if not,
+    they are told why, politely, with ``refusal``'s words."""
+    if await may_change_topics(update, context):
+        return True
+    await message.reply_text(refusal(await reader(update, context)))
+    return False
 
 
 async def may_change_topics(update: Update, context: Context) -> bool:
@@ -114,9 +127,11 @@ __all__ = [
     "Context",
     "NewsbotApplication",
     "Reader",
+    "allowed_to_change",
     "is_group",
     "language_of",
     "may_change_topics",
     "reader",
     "reader_in",
+    "register_chat",
 ]

@@ -1,8 +1,9 @@
 """The outbox: claiming due deliveries, and recording what became of each.
 
-States: ``pending`` (due at ``due_at``) → ``sending`` (claimed, request in flight) → ``sent``;
-or ``failed`` (Telegram refused it for good), ``dropped`` (stale, or the chat is gone), and
-``unknown`` (the request may have reached Telegram: never resent blindly).
+States: ``pending`` (due at ``due_at``) → ``claimed`` (taken by the sender, waiting for its
+turn) → ``sending`` (request in flight) → ``sent``; or ``failed`` (Telegram refused it for
+good), ``dropped`` (stale, or the chat is gone), and ``unknown`` (the request may have
+reached Telegram: never resent blindly).
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Alert, Chat, Delivery
 
-PENDING, SENDING, SENT, FAILED, DROPPED, UNKNOWN = (
+PENDING, CLAIMED, SENDING, SENT, FAILED, DROPPED, UNKNOWN = (
     "pending",
+    "claimed",
     "sending",
     "sent",
     "failed",
@@ -41,7 +43,7 @@ class Claimed:
 
 
 async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[Claimed]:
-    """Take up to ``limit`` due deliveries, oldest first, marking them as being sent."""
+    """Take up to ``limit`` due deliveries, oldest first, marking them as claimed."""
     query = (
         select(
             Delivery.id,
@@ -65,8 +67,13 @@ async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[Cl
     if not rows:
         return []
     ids = [row.id for row in rows]
-    await session.execute(update(Delivery).where(Delivery.id.in_(ids)).values(state=SENDING))
+    await session.execute(update(Delivery).where(Delivery.id.in_(ids)).values(state=CLAIMED))
     return [Claimed(*row) for row in rows]
+
+
+async def mark_sending(session: AsyncSession, delivery_id: int) -> None:
+    """The request for this delivery is about to leave: from now on it may reach Telegram."""
+    await session.execute(update(Delivery).where(Delivery.id == delivery_id).values(state=SENDING))
 
 
 async def finish(
@@ -115,14 +122,16 @@ async def deactivate_chat(session: AsyncSession, chat_id: int, reason: str) -> N
     await session.execute(update(Chat).where(Chat.id == chat_id).values(active=False))
     await session.execute(
         update(Delivery)
-        .where(Delivery.chat_id == chat_id, Delivery.state.in_((PENDING, SENDING)))
+        .where(Delivery.chat_id == chat_id, Delivery.state.in_((PENDING, CLAIMED, SENDING)))
         .values(state=DROPPED, error=reason)
     )
 
 
 async def recover_in_flight(session: AsyncSession) -> int:
     """After a crash: requests that were in flight may have reached Telegram, so they are
-    recorded as unknown instead of being sent again. Returns how many."""
+    recorded as unknown instead of being sent again; rows claimed but never begun go back
+    to the queue. Returns how many were in flight."""
+    await session.execute(update(Delivery).where(Delivery.state == CLAIMED).values(state=PENDING))
     result = await session.execute(
         update(Delivery)
         .where(Delivery.state == SENDING)
@@ -153,6 +162,7 @@ async def count_by_state(session: AsyncSession, since: datetime | None = None) -
 
 
 __all__: Sequence[str] = [
+    "CLAIMED",
     "DROPPED",
     "FAILED",
     "PENDING",
@@ -165,6 +175,7 @@ __all__: Sequence[str] = [
     "deactivate_chat",
     "drop_stale",
     "finish",
+    "mark_sending",
     "recover_in_flight",
     "retry_later",
 ]

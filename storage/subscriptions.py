@@ -44,9 +44,11 @@ async def upsert_topic(session: AsyncSession, key: str, label: str) -> Topic:
     return topic
 
 
-async def list_topics(session: AsyncSession) -> Sequence[Topic]:
-    """Every topic anyone has followed (the matcher is built from them)."""
-    return (await session.scalars(select(Topic).order_by(Topic.id))).all()
+async def list_topics(session: AsyncSession, after_id: int = 0) -> Sequence[Topic]:
+    """Every topic anyone has followed (the matcher is built from them), or those added
+    after ``after_id``."""
+    query = select(Topic).where(Topic.id > after_id).order_by(Topic.id)
+    return (await session.scalars(query)).all()
 
 
 async def add_subscription(session: AsyncSession, chat_id: int, topic_id: int) -> bool:

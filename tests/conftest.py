@@ -138,7 +138,10 @@ async def fake_api() -> AsyncIterator[FakeBotAPI]:
 
 
 @pytest.fixture
-async def newsbot(database_url: str, fake_api: FakeBotAPI) -> AsyncIterator[RunningBot]:
-    """The bot running in this test's loop on each backend, against the fake Bot API."""
+async def newsbot(
+    db: Database, database_url: str, fake_api: FakeBotAPI
+) -> AsyncIterator[RunningBot]:
+    """The bot running in this test's loop on each backend, against the fake Bot API
+    (``db`` empties PostgreSQL after the test)."""
     async with running_bot(database_url, fake_api) as running:
         yield running

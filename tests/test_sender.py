@@ -167,16 +167,19 @@ async def test_stale_deliveries_are_dropped(db: Database, fake: FakeBotAPI, bot:
 async def test_rows_in_flight_at_a_crash_are_not_sent_again(
     db: Database, fake: FakeBotAPI, bot: Bot
 ) -> None:
-    """After a crash, rows that were being sent become 'unknown'; pending ones still go."""
-    await fan_out(db, PRIVATE[:3])
-    async with db.transaction() as session:  # a sender claimed one row, then died
-        (claimed,) = await deliveries.claim_due(session, datetime.now(UTC), 1)
+    """After a crash, a row whose request had left becomes 'unknown'; rows the dead sender
+    had claimed but not begun are sent like the pending ones."""
+    await fan_out(db, PRIVATE[:4])
+    async with db.transaction() as session:  # a sender claimed two rows, began one, died
+        in_flight, waiting = await deliveries.claim_due(session, datetime.now(UTC), 2)
+        await deliveries.mark_sending(session, in_flight.id)
     sender = Sender(db, sending_with(bot))
     assert await sender.recover() == 1
     await drain(sender, db)
     final = await states(db)
-    assert final[claimed.chat_id] == "unknown" and fake.texts_to(claimed.chat_id) == []
-    assert sorted(state for state in final.values()) == ["sent", "sent", "unknown"]
+    assert final[in_flight.chat_id] == "unknown" and fake.texts_to(in_flight.chat_id) == []
+    assert final[waiting.chat_id] == "sent" and len(fake.texts_to(waiting.chat_id)) == 1
+    assert sorted(final.values()) == ["sent", "sent", "sent", "unknown"]
 
 
 async def test_pacing_keeps_under_the_limit_without_a_single_429(

@@ -1,0 +1,453 @@
+"""The newsroom editors' commands: /alert with a preview to confirm, /feeds, /addfeed,
+/removefeed and /stats. Anyone else is refused politely and nothing happens.
+"""
+
+from __future__ import annotations
+
+import html
+import secrets
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions, Update
+from telegram.constants import ParseMode
+
+from bot.alerts import alert_view, render_alert, topic_label
+from bot.feedadmin import FeedAddError, FeedAddReason, add_feed_and_fetch, find_feed
+from bot.services import Draft, Services
+from bot.topics import ResolvedTopic, resolve
+from handlers.context import Context, Reader, reader
+from storage.alerts import AlertRecord, create_alert
+from storage.deliveries import CLAIMED, DROPPED, FAILED, PENDING, SENDING, SENT, UNKNOWN
+from storage.feeds import list_feeds_with_counts
+from storage.feeds import remove_feed as unwatch_feed
+from storage.stats import collect_stats
+from storage.subscriptions import get_topic_by_key, list_followers, list_receiving_chats
+
+# An editor's alert is its headline: long enough for any, short enough that the rendered
+# alert stays far within Telegram's 4,096 characters.
+MAX_ALERT_CHARS = 1000
+# Previews left unconfirmed are forgotten beyond this many (the oldest first).
+KEPT_DRAFTS = 100
+MESSAGE_LIMIT = 4000  # a little under Telegram's 4,096, for the lines joining the pieces
+_NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
+_BREAKING_WORDS = frozenset({"breaking", "عاجل"})
+
+
+async def _editor(update: Update, context: Context) -> Reader | None:
+    """The reader if the user is an editor; anyone else is told so, politely, and None."""
+    r = await reader(update, context)
+    user = update.effective_user
+    if context.services.is_editor(user.id if user else None):
+        return r
+    _ = r.gettext
+    refusal = _("Sorry, only the newsroom's editors can use this command.")
+    if update.callback_query is not None:
+        await update.callback_query.answer(refusal, show_alert=True)
+    elif update.effective_message is not None:
+        await update.effective_message.reply_text(refusal)
+    return None
+
+
+# -- /alert -------------------------------------------------------------------------------
+
+
+async def alert(update: Update, context: Context) -> None:
+    """/alert TEXT [#topic]: preview a hand-written alert, with buttons to send or cancel."""
+    message = update.effective_message
+    user = update.effective_user
+    if message is None or user is None or (r := await _editor(update, context)) is None:
+        return
+    _, ngettext = r.gettext, r.ngettext
+    text, hashtag = _alert_text(message.text or "")
+    if not text:
+        await message.reply_text(
+            _(
+                "Write the alert after the command, and optionally a topic at the end: {example}"
+            ).format(example="/alert انفجار في مرفأ بيروت #لبنان")
+        )
+        return
+    if len(text) > MAX_ALERT_CHARS:
+        await message.reply_text(
+            _("An alert has at most {limit} characters; this one has {count}.").format(
+                limit=MAX_ALERT_CHARS, count=len(text)
+            )
+        )
+        return
+    services = context.services
+    topic: ResolvedTopic | None = None
+    if hashtag:
+        resolved = resolve(hashtag, services.topics.catalog)
+        if isinstance(resolved, ResolvedTopic):
+            topic = resolved
+    now = services.clock()
+    async with services.db.sessions() as session:
+        chats = await _recipients(session, topic.key if topic else None, now)
+    if hashtag and (topic is None or not chats):
+        await message.reply_text(
+            _("Nobody follows #{topic}: no alert was prepared.").format(
+                topic=hashtag.replace(" ", "_")
+            )
+        )
+        return
+    draft = Draft(
+        editor_id=user.id,
+        text=text,
+        topic_key=topic.key if topic else None,
+        topic_label=topic.label if topic else None,
+    )
+    draft_id = _keep(services, draft)
+    count = len(chats)
+    if topic is None:
+        question = ngettext(
+            "Send this alert to {count} chat?", "Send this alert to {count} chats?", count
+        )
+    else:
+        question = ngettext(
+            "Send this alert to the {count} chat following {topic}?",
+            "Send this alert to the {count} chats following {topic}?",
+            count,
+        )
+    label = topic_label(topic.key, r.language, services.topics.catalog) if topic else ""
+    buttons = InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton(_("Send"), callback_data=f"alert:send:{draft_id}"),
+                InlineKeyboardButton(_("Cancel"), callback_data=f"alert:cancel:{draft_id}"),
+            ]
+        ]
+    )
+    await message.reply_text(
+        _preview(services, r, draft, now, question.format(count=count, topic=label)),
+        parse_mode=ParseMode.HTML,
+        reply_markup=buttons,
+        link_preview_options=_NO_PREVIEW,
+    )
+
+
+async def confirm_alert(update: Update, context: Context) -> None:
+    """The preview's «Send» or «Cancel» button: only the editor who wrote it decides, once."""
+    query = update.callback_query
+    assert query is not None  # noqa: S101 - registered for callback queries
+    if (r := await _editor(update, context)) is None:
+        return
+    _, ngettext = r.gettext, r.ngettext
+    parts = (query.data or "").split(":")  # "alert:send:<id>" or "alert:cancel:<id>"
+    action, draft_id = (parts[1], parts[2]) if len(parts) == 3 else ("", "")
+    services = context.services
+    draft = services.drafts.get(draft_id)
+    if draft is None or action not in ("send", "cancel"):
+        await query.answer(_("This alert was already sent or cancelled."))
+        return
+    if draft.editor_id != query.from_user.id:
+        await query.answer(_("Only the editor who wrote this alert can send it."), show_alert=True)
+        return
+    # Taken before anything is awaited: a second press finds nothing and sends nothing.
+    del services.drafts[draft_id]
+    now = services.clock()
+    if action == "send":
+        async with services.db.transaction() as session:
+            chats = await _recipients(session, draft.topic_key, now)
+            _alert_id, count = await create_alert(
+                session,
+                chats,
+                now,
+                text=draft.text,
+                created_by=draft.editor_id,
+                topics=[draft.topic_key] if draft.topic_key else [],
+            )
+        services.wake_sender()
+        outcome = ngettext("Sent to {count} chat.", "Sent to {count} chats.", count)
+        outcome = outcome.format(count=count)
+    else:
+        outcome = _("Cancelled: nothing was sent.")
+    try:
+        await query.edit_message_text(
+            _preview(services, r, draft, now, outcome),
+            parse_mode=ParseMode.HTML,
+            link_preview_options=_NO_PREVIEW,
+        )
+    finally:
+        await query.answer(outcome)
+
+
+def _alert_text(message_text: str) -> tuple[str, str]:
+    """The alert's words and the topic of a closing #hashtag (underscores read as spaces)."""
+    parts = message_text.split(maxsplit=1)
+    body = parts[1].strip() if len(parts) > 1 else ""
+    words = body.rsplit(maxsplit=1)
+    if len(words) == 2 and words[1].startswith("#") and len(words[1]) > 1:
+        return words[0].strip(), words[1][1:].replace("_", " ")
+    if len(words) == 1 and body.startswith("#"):
+        return "", body[1:].replace("_", " ")
+    return body, ""
+
+
+async def _recipients(session: AsyncSession, topic_key: str | None, now: datetime) -> list[int]:
+    """The chats an alert reaches: a topic's followers (and the chats that take every
+    breaking story), or every chat that receives alerts."""
+    if topic_key is None:
+        return await list_receiving_chats(session, now)
+    stored = await get_topic_by_key(session, topic_key)
+    if stored is None:
+        return []
+    return await list_followers(session, [stored.id], now, all_breaking=True)
+
+
+def _keep(services: Services, draft: Draft) -> str:
+    """Store the draft under a new short id (the oldest forgotten beyond KEPT_DRAFTS)."""
+    draft_id = secrets.token_urlsafe(6)
+    services.drafts[draft_id] = draft
+    while len(services.drafts) > KEPT_DRAFTS:
+        del services.drafts[next(iter(services.drafts))]
+    return draft_id
+
+
+def _preview(services: Services, r: Reader, draft: Draft, now: datetime, note: str) -> str:
+    """The alert exactly as readers of this language will see it, then a note."""
+    record = AlertRecord(
+        id=0,
+        title=draft.text,
+        summary="",
+        categories=(),
+        link=None,
+        source=None,
+        published=now,
+        topics=(draft.topic_key,) if draft.topic_key else (),
+        by_editor=True,
+    )
+    view = alert_view(
+        record, language=r.language, markers=services.markers, catalog=services.topics.catalog
+    )
+    rendered = render_alert(view, language=r.language, zone=services.zone)
+    return f"{rendered}\n\n— — —\n{html.escape(note)}"
+
+
+# -- /feeds, /addfeed, /removefeed ----------------------------------------------------------
+
+
+async def feeds(update: Update, context: Context) -> None:
+    """/feeds: every watched feed with its status and last error."""
+    message = update.effective_message
+    if message is None or (r := await _editor(update, context)) is None:
+        return
+    _, ngettext = r.gettext, r.ngettext
+    async with context.services.db.sessions() as session:
+        rows = await list_feeds_with_counts(session)
+    if not rows:
+        await message.reply_text(_("No feeds yet: add one with /addfeed URL."))
+        return
+    title = ngettext("{count} feed", "{count} feeds", len(rows)).format(count=len(rows))
+    blocks = [f"<b>{html.escape(title)}</b>"]
+    for feed, count in rows:
+        name = f"{feed.id}. <b>{html.escape(feed.display_name[:200])}</b>"
+        if feed.breaking:
+            name += " · " + html.escape(_("breaking"))
+        if feed.last_error:
+            status = ngettext(
+                "error ({count} failure in a row): {error}",
+                "error ({count} failures in a row): {error}",
+                feed.failures,
+            ).format(count=feed.failures, error=feed.last_error[:300])
+        elif feed.last_status is None:
+            status = _("not fetched yet")
+        else:
+            status = _("working")
+        articles = ngettext("{count} article", "{count} articles", count).format(count=count)
+        blocks.append(
+            "\n".join(
+                [
+                    name,
+                    html.escape(feed.url[:300]),
+                    html.escape(f"{status} · {articles}"),
+                ]
+            )
+        )
+    for text in _messages(blocks):
+        await message.reply_text(text, parse_mode=ParseMode.HTML, link_preview_options=_NO_PREVIEW)
+
+
+async def add_feed(update: Update, context: Context) -> None:
+    """/addfeed URL [breaking]: fetch the feed once and watch it if that worked."""
+    message = update.effective_message
+    if message is None or (r := await _editor(update, context)) is None:
+        return
+    _, ngettext = r.gettext, r.ngettext
+    args = context.args or []
+    if not args or len(args) > 2 or (len(args) == 2 and args[1].lower() not in _BREAKING_WORDS):
+        await message.reply_text(
+            _(
+                "Send the feed's address, and «breaking» if its every item is breaking news: "
+                "{example}"
+            ).format(example="/addfeed https://example.com/rss.xml breaking")
+        )
+        return
+    services = context.services
+    try:
+        added = await add_feed_and_fetch(
+            services.db,
+            services.ingestor,
+            args[0],
+            breaking=len(args) == 2,
+            fetcher=services.chat_fetcher,
+        )
+    except FeedAddError as exc:
+        await message.reply_text(_feed_add_problem(r, exc))
+        return
+    text = ngettext(
+        "Added feed {id}: {title} ({count} item archived; new items will be watched).",
+        "Added feed {id}: {title} ({count} items archived; new items will be watched).",
+        added.items,
+    ).format(id=added.id, title=added.title, count=added.items)
+    await message.reply_text(text, link_preview_options=_NO_PREVIEW)
+
+
+def _feed_add_problem(r: Reader, exc: FeedAddError) -> str:
+    _ = r.gettext
+    if exc.reason is FeedAddReason.NOT_A_URL:
+        return _("That is not a feed address: send a link that starts with http:// or https://.")
+    if exc.reason is FeedAddReason.ALREADY_WATCHED:
+        if exc.feed_id is None:
+            return _("That feed is already watched.")
+        return _("That feed is already watched: it is feed {id}.").format(id=exc.feed_id)
+    # TRANSLATORS: {reason} is a technical reason in English, e.g. "HTTP 404 Not Found".
+    return _("Could not fetch {url}: {reason}").format(url=exc.url, reason=exc.detail)
+
+
+async def remove_feed(update: Update, context: Context) -> None:
+    """/removefeed ID_OR_URL: stop watching a feed (its articles stay searchable)."""
+    message = update.effective_message
+    if message is None or (r := await _editor(update, context)) is None:
+        return
+    _ = r.gettext
+    args = context.args or []
+    if len(args) != 1:
+        await message.reply_text(
+            _("Send the feed's number (see /feeds) or its address: {example}").format(
+                example="/removefeed 3"
+            )
+        )
+        return
+    async with context.services.db.transaction() as session:
+        feed = await find_feed(session, args[0])
+        if feed is not None:
+            await unwatch_feed(session, feed.id)
+    if feed is None:
+        await message.reply_text(_("There is no such feed: see /feeds."))
+        return
+    await message.reply_text(
+        _("Removed feed {id}: {title}. Its articles stay in the archive.").format(
+            id=feed.id, title=feed.display_name
+        ),
+        link_preview_options=_NO_PREVIEW,
+    )
+
+
+# -- /stats ---------------------------------------------------------------------------------
+
+
+async def stats(update: Update, context: Context) -> None:
+    """/stats: readers, subscriptions, top topics, deliveries and failing feeds."""
+    message = update.effective_message
+    if message is None or (r := await _editor(update, context)) is None:
+        return
+    _, ngettext = r.gettext, r.ngettext
+    services = context.services
+    async with services.db.sessions() as session:
+        figures = await collect_stats(session, services.clock())
+    heading = _("Statistics")
+    lines = [f"<b>{html.escape(heading)}</b>", ""]
+    lines.append(
+        ngettext("{count} chat", "{count} chats", figures.chats).format(count=figures.chats)
+        + " · "
+        + ngettext("{count} active", "{count} active", figures.active_chats).format(
+            count=figures.active_chats
+        )
+    )
+    lines.append(
+        ngettext("{count} subscription", "{count} subscriptions", figures.subscriptions).format(
+            count=figures.subscriptions
+        )
+    )
+    if figures.top_topics:
+        lines += ["", _("Most followed topics:")]
+        for topic in figures.top_topics:
+            label = topic_label(topic.key, r.language, services.topics.catalog)
+            followers = ngettext("{count} follower", "{count} followers", topic.followers)
+            lines.append(f"• {label}: {followers.format(count=topic.followers)}")
+    for heading, states in (
+        (_("Last hour:"), figures.last_hour),
+        (_("Last day:"), figures.last_day),
+    ):
+        lines += ["", heading, *_deliveries(r, states)]
+    lines += [
+        "",
+        ngettext("{count} feed", "{count} feeds", figures.feeds).format(count=figures.feeds),
+    ]
+    if figures.feed_errors:
+        errors = len(figures.feed_errors)
+        lines.append(
+            ngettext("{count} feed failing:", "{count} feeds failing:", errors).format(
+                count=errors
+            )
+        )
+        for failing in figures.feed_errors:
+            lines.append(
+                "• "
+                + ngettext(
+                    "{name}: {error} ({count} failure in a row)",
+                    "{name}: {error} ({count} failures in a row)",
+                    failing.failures,
+                ).format(
+                    name=failing.name[:100], error=failing.error[:200], count=failing.failures
+                )
+            )
+    # The header is the only markup: escape everything after it.
+    text = "\n".join(lines[:1] + [html.escape(line) for line in lines[1:]])
+    await message.reply_text(text, parse_mode=ParseMode.HTML, link_preview_options=_NO_PREVIEW)
+
+
+def _deliveries(r: Reader, states: dict[str, int]) -> list[str]:
+    """Deliveries by outcome, one line each (only those that happened)."""
+    ngettext = r.ngettext
+    sent = states.get(SENT, 0)
+    failed = states.get(FAILED, 0) + states.get(UNKNOWN, 0)
+    waiting = sum(states.get(state, 0) for state in (PENDING, CLAIMED, SENDING))
+    dropped = states.get(DROPPED, 0)
+    lines = [
+        "• "
+        + ngettext("{count} alert delivered", "{count} alerts delivered", sent).format(count=sent),
+        "• "
+        + ngettext("{count} delivery failed", "{count} deliveries failed", failed).format(
+            count=failed
+        ),
+    ]
+    if waiting:
+        lines.append(
+            "• " + ngettext("{count} waiting", "{count} waiting", waiting).format(count=waiting)
+        )
+    if dropped:
+        lines.append(
+            "• "
+            + ngettext(
+                "{count} dropped (stopped chats, stale alerts)",
+                "{count} dropped (stopped chats, stale alerts)",
+                dropped,
+            ).format(count=dropped)
+        )
+    return lines
+
+
+def _messages(blocks: Iterable[str]) -> list[str]:
+    """Blocks joined into as few messages as Telegram's length limit allows."""
+    messages: list[str] = []
+    for block in blocks:
+        if messages and len(messages[-1]) + 2 + len(block) <= MESSAGE_LIMIT:
+            messages[-1] += "\n\n" + block
+        else:
+            messages.append(block)
+    return messages
+
+
+__all__ = ["add_feed", "alert", "confirm_alert", "feeds", "remove_feed", "stats"]
