@@ -244,9 +244,12 @@ def lexicon() -> Lexicon:
                 whole.add(found[0])
                 if not _NISBA.match(found[0]):
                     proper_names.add(found[0])
+            # Inside a longer name «لل» is ل + ال (الوكالة الدولية للطاقة الذرية): the word
+            # is طاقة, which must not become a name that keeps للطاقة whole everywhere.
+            inner = [w[2:] if len(found) > 1 and w.startswith("لل") else w for w in found]
             names.update(
                 word
-                for word in map(_strip_article, found)
+                for word in map(_strip_article, inner)
                 if len(word) >= _MIN_NAME and word not in function_words
             )
     variants: dict[str, str] = {}

@@ -191,7 +191,7 @@ async def test_topics_are_rebuilt_from_storage(db: Database, topics: Topics) -> 
     async with db.sessions() as session:
         assert await fresh.load(session) == 2
     assert fresh.match_ids("عاجل: كوريا الشمالية تطلق صاروخا", "")
-    assert fresh.match_ids("افتتاح محطة الطاقة الشمسية", "")
+    assert fresh.match_ids("افتتاح محطة للطاقة الشمسية", "")
     assert not fresh.match_ids("عاجل: كوريا الجنوبية", "")
 
 

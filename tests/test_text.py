@@ -467,3 +467,9 @@ def test_queries_drop_function_words_unless_nothing_else_is_left() -> None:
     """«طاقة في» searches for «طاقة» alone; a query of only «في» still searches for it."""
     assert query_terms("طاقة في") == query_terms("طاقة")
     assert query_terms("في") == [("في",)]
+
+
+def test_lil_is_l_plus_the_article_even_for_words_of_catalog_names() -> None:
+    """«للطاقة» meets «الطاقة» though the IAEA's name (…للطاقة الذرية) is in the catalog."""
+    assert terms("محطة للطاقة الشمسية")[1] == terms("الطاقة الشمسية")[0]
+    assert terms("الوكالة الدولية للطاقة الذرية") == terms("الوكالة الدولية الطاقة الذرية")
