@@ -27,6 +27,7 @@ from bot.config import Settings
 from bot.delivery import AlertDelivery
 from bot.fanout import Fanout, Topics
 from bot.fetch import Fetcher, FetchLimits
+from bot.indexing import ready
 from bot.ingest import Ingestor
 from bot.sender import Pacing, Sender
 from bot.services import Services
@@ -172,6 +173,11 @@ class Runtime:
         topics = Topics()
         fanout = Fanout(topics, on_alert=self._wake_sender)
         core = await self._stack.enter_async_context(open_core(settings, fanout=fanout))
+        pool = parse_pool(settings.parse_workers)
+        if pool is not None:
+            # Start the parse workers now: the first breaking story must not wait for them.
+            for _ in range(settings.parse_workers):
+                pool.submit(ready)
         async with core.db.sessions() as session:
             loaded = await topics.load(session)
         log.info("following %d topics", loaded)
@@ -213,13 +219,21 @@ class Runtime:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait({self._sending}, timeout=STOP_GRACE)
         for task in (self._watching, self._sending):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            if task is None:
+                continue
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+            except Exception:
+                log.exception("a background task had failed")
+        self._watching = self._sending = None
 
-    async def close(self, _application: NewsbotApplication) -> None:
-        """Close the fetchers and the database."""
+    async def close(self, application: NewsbotApplication) -> None:
+        """Close the fetchers and the database (stopping first if stopped while starting,
+        when the Application skips ``post_stop``)."""
+        await self.stop(application)
         await self._stack.aclose()
 
     def _wake_sender(self) -> None:

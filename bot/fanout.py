@@ -35,6 +35,7 @@ class Topics:
         self.catalog = catalog or load_catalog()
         self._matcher = Matcher()
         self._keys: dict[int, str] = {}
+        self._ids: dict[str, int] = {}
         self._newest = 0  # the highest stored topic id loaded
 
     def __len__(self) -> int:
@@ -50,13 +51,15 @@ class Topics:
 
     async def follow(
         self, session: AsyncSession, chat_id: int, topic: ResolvedTopic
-    ) -> tuple[Topic, bool]:
-        """The chat follows the topic; (the stored topic, False if it already did)."""
-        stored = await upsert_topic(session, topic.key, topic.label)
-        added = await add_subscription(session, chat_id, stored.id)
-        if stored.id not in self._keys:
-            self._add(stored.id, topic)
-        return stored, added
+    ) -> tuple[int, bool]:
+        """The chat follows the topic; (the stored topic's id, False if it already did)."""
+        topic_id = self._ids.get(topic.key)
+        if topic_id is None:  # a topic nobody here followed yet: store it
+            topic_id = (await upsert_topic(session, topic.key, topic.label)).id
+        added = await add_subscription(session, chat_id, topic_id)
+        if topic_id not in self._keys:
+            self._add(topic_id, topic)
+        return topic_id, added
 
     async def unfollow(self, session: AsyncSession, chat_id: int, topic_id: int) -> bool:
         """The chat stops following the topic; False if it did not follow it."""
@@ -82,6 +85,7 @@ class Topics:
     def _add(self, topic_id: int, topic: ResolvedTopic) -> None:
         self._matcher.add(topic_id, topic.phrases, exclude=topic.exclude)
         self._keys[topic_id] = topic.key
+        self._ids[topic.key] = topic_id
 
 
 class Fanout:

@@ -46,6 +46,12 @@ def parse_and_index(
     )
 
 
+def ready() -> bool:
+    """Nothing to do: run in a new worker process, it loads this module (and the parser)
+    before the first feed needs it."""
+    return True
+
+
 def display_title(entry: ParsedEntry) -> str:
     """The title to show: the entry's own, else the start of its summary, else its link."""
     if entry.title:

@@ -88,8 +88,8 @@ async def register_chat(services: Services, chat: TelegramChat, language: str) -
         stored = await upsert_chat(
             session, chat.id, kind=chat.type, title=chat.title or chat.username, language=language
         )
-    services.languages[chat.id] = stored.language
-    return stored.language
+    services.languages[chat.id] = stored
+    return stored
 
 
 def is_group(chat: TelegramChat) -> bool:

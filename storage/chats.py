@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.db import dialect_insert
 from storage.deliveries import DROPPED, PENDING
 from storage.models import Chat, Delivery, Subscription
 
@@ -45,19 +46,26 @@ async def upsert_chat(
     kind: str,
     title: str | None = None,
     language: str | None = None,
-) -> Chat:
-    """Register a chat (or refresh it), active again if it had stopped.
+) -> str:
+    """Register a chat (or refresh it), active again if it had stopped; its language.
 
     ``language`` is the chat's language when it is new; a known chat keeps the one it has.
+    One statement: every command of a new reader starts with it.
     """
-    chat = await session.get(Chat, chat_id)
-    if chat is None:
-        chat = Chat(id=chat_id, kind=kind, title=title, language=language or "ar", active=True)
-        session.add(chat)
-    else:
-        chat.kind, chat.title, chat.active = kind, title or chat.title, True
-    await session.flush()
-    return chat
+    insert = dialect_insert(session)(Chat).values(
+        id=chat_id, kind=kind, title=title, language=language or "ar", active=True
+    )
+    statement = insert.on_conflict_do_update(
+        index_elements=[Chat.id],
+        set_={
+            "kind": insert.excluded.kind,
+            "title": func.coalesce(insert.excluded.title, Chat.title),
+            "active": True,
+        },
+    ).returning(Chat.language)
+    language_stored: str | None = await session.scalar(statement)
+    assert language_stored is not None  # noqa: S101 - inserted or updated, a row comes back
+    return language_stored
 
 
 async def set_language(session: AsyncSession, chat_id: int, language: str) -> None:

@@ -8,7 +8,7 @@ reached Telegram: never resent blindly).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -71,9 +71,20 @@ async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[Cl
     return [Claimed(*row) for row in rows]
 
 
-async def mark_sending(session: AsyncSession, delivery_id: int) -> None:
-    """The request for this delivery is about to leave: from now on it may reach Telegram."""
-    await session.execute(update(Delivery).where(Delivery.id == delivery_id).values(state=SENDING))
+async def mark_sending(session: AsyncSession, delivery_ids: Collection[int]) -> None:
+    """These requests are about to leave: from now on each may reach Telegram."""
+    await session.execute(
+        update(Delivery).where(Delivery.id.in_(delivery_ids)).values(state=SENDING)
+    )
+
+
+async def mark_sent(session: AsyncSession, delivery_ids: Collection[int], now: datetime) -> None:
+    """Telegram accepted these deliveries."""
+    await session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(delivery_ids))
+        .values(state=SENT, sent_at=now, error=None, attempts=Delivery.attempts + 1)
+    )
 
 
 async def finish(
@@ -176,6 +187,7 @@ __all__: Sequence[str] = [
     "drop_stale",
     "finish",
     "mark_sending",
+    "mark_sent",
     "recover_in_flight",
     "retry_later",
 ]

@@ -172,7 +172,7 @@ async def test_rows_in_flight_at_a_crash_are_not_sent_again(
     await fan_out(db, PRIVATE[:4])
     async with db.transaction() as session:  # a sender claimed two rows, began one, died
         in_flight, waiting = await deliveries.claim_due(session, datetime.now(UTC), 2)
-        await deliveries.mark_sending(session, in_flight.id)
+        await deliveries.mark_sending(session, [in_flight.id])
     sender = Sender(db, sending_with(bot))
     assert await sender.recover() == 1
     await drain(sender, db)
