@@ -33,7 +33,7 @@ from bot.sender import Pacing, Sender
 from bot.services import Services
 from bot.telegram_request import AiohttpRequest
 from handlers.context import CONTEXT_TYPES, NewsbotApplication
-from storage.db import Database
+from storage.db import Database, GroupWriter
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +166,7 @@ class Runtime:
         self._watching: asyncio.Task[None] | None = None
         self._sending: asyncio.Task[None] | None = None
         self._sender: Sender | None = None
+        self._writer: GroupWriter | None = None
 
     async def start(self, application: NewsbotApplication) -> None:
         """Open everything, then start watching feeds and sending."""
@@ -191,6 +192,7 @@ class Runtime:
             markers=settings.breaking_markers,
             catalog=topics.catalog,
         )
+        self._writer = core.db.group_writer()
         self._sender = Sender(
             core.db,
             deliver,
@@ -206,6 +208,7 @@ class Runtime:
             zone=settings.zone,
             markers=settings.breaking_markers,
             wake_sender=self._wake_sender,
+            writer=self._writer,
         )
         await handlers.publish_commands(application.bot, settings.admins)
         self._watching = asyncio.create_task(core.ingestor.watch(tick=WATCH_TICK))
@@ -234,6 +237,8 @@ class Runtime:
         """Close the fetchers and the database (stopping first if stopped while starting,
         when the Application skips ``post_stop``)."""
         await self.stop(application)
+        if self._writer is not None:
+            await self._writer.aclose()
         await self._stack.aclose()
 
     def _wake_sender(self) -> None:

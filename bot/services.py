@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from bot.fanout import Topics
 from bot.fetch import Fetcher
 from bot.ingest import Ingestor
-from storage.db import Database
+from storage.db import Database, GroupWriter
 from storage.models import utcnow
 
 
@@ -39,6 +39,9 @@ class Services:
     zone: ZoneInfo
     markers: tuple[str, ...]
     wake_sender: Callable[[], None]
+    # The writes of many readers' commands share commits (group commit): at hundreds of
+    # commands a second, one transaction each is what limits the bot on SQLite.
+    writer: GroupWriter
     clock: Callable[[], datetime] = utcnow
     # Editors' alerts awaiting confirm / cancel, by draft id (kept in memory: a restart
     # asks the editor to send /alert again).

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Chat as TelegramChat
 from telegram import Message, Update
 from telegram.constants import ChatMemberStatus, ChatType
@@ -84,10 +85,12 @@ async def reader(update: Update, context: Context, *, register: bool = False) ->
 
 async def register_chat(services: Services, chat: TelegramChat, language: str) -> str:
     """Store the chat (new in ``language``, or made active again); its language."""
-    async with services.db.transaction() as session:
-        stored = await upsert_chat(
-            session, chat.id, kind=chat.type, title=chat.title or chat.username, language=language
-        )
+
+    async def store(session: AsyncSession) -> str:
+        title = chat.title or chat.username
+        return await upsert_chat(session, chat.id, kind=chat.type, title=title, language=language)
+
+    stored = await services.writer.run(store)
     services.languages[chat.id] = stored
     return stored
 

@@ -9,13 +9,14 @@ import html
 from collections.abc import Callable, Collection, Sequence
 
 from babel.lists import format_list
+from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, MessageEntity, Update
 from telegram.constants import ParseMode
 
 from bot.alerts import topic_label
 from bot.topics import Catalog, CatalogTopic, ResolvedTopic, from_key, resolve
 from handlers.context import Context, Reader, is_group, may_change_topics, reader
-from storage.subscriptions import list_chat_topics
+from storage.subscriptions import list_chat_topic_keys
 
 # The welcome's buttons: what Arabic newsrooms' readers follow most.
 POPULAR = ("palestine", "gaza", "russia", "ukraine", "usa", "iran", "egypt", "economy")
@@ -70,14 +71,16 @@ async def start(update: Update, context: Context) -> None:
     linked = linked_topics(context.args[0] if context.args else "", catalog)
     if linked and not await may_change_topics(update, context):
         linked = []  # a group member who is not an admin gets the welcome only
-    if linked:
-        async with services.db.transaction() as session:
-            for topic in linked:
-                resolved = from_key(topic.key, catalog=catalog)
-                if resolved is not None:
-                    await services.topics.follow(session, r.chat_id, resolved)
-    async with services.db.sessions() as session:
-        followed = {topic.key for topic in await list_chat_topics(session, r.chat_id)}
+
+    async def follow_linked(session: AsyncSession) -> set[str]:
+        for topic in linked:
+            resolved = from_key(topic.key, catalog=catalog)
+            if resolved is not None:
+                await services.topics.follow(session, r.chat_id, resolved)
+        return await list_chat_topic_keys(session, r.chat_id)
+
+    # Through the shared writer even without a link: many /start share one transaction.
+    followed = await services.writer.run(follow_linked)
     lines = welcome(r, context.bot.first_name, group=is_group(message.chat))
     if linked:
         names = [f"<b>{html.escape(topic_label(t.key, r.language, catalog))}</b>" for t in linked]
@@ -223,7 +226,7 @@ async def guide(update: Update, context: Context) -> None:
     markup = None
     if found.catalog is not None:
         async with context.services.db.sessions() as session:
-            followed = {topic.key for topic in await list_chat_topics(session, r.chat_id)}
+            followed = await list_chat_topic_keys(session, r.chat_id)
         lines.append(_("Or tap the button to follow it."))
         button = pick_button(catalog, found.catalog, r.language, followed)
         markup = InlineKeyboardMarkup([[button]])

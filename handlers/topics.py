@@ -9,6 +9,7 @@ import math
 import re
 from collections.abc import Collection, Sequence
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import (
     CallbackQuery,
     InlineKeyboardButton,
@@ -36,7 +37,12 @@ from bot.topics import (
 )
 from handlers.context import Context, Reader, allowed_to_change, may_change_topics, reader
 from storage.models import Topic
-from storage.subscriptions import get_topic, get_topic_by_key, list_chat_topics
+from storage.subscriptions import (
+    get_topic,
+    get_topic_by_key,
+    list_chat_topic_keys,
+    list_chat_topics,
+)
 
 # The browser's tabs, most asked for first.
 BROWSER_KINDS: tuple[Kind, ...] = (
@@ -157,9 +163,10 @@ async def _follow_phrases(context: Context, r: Reader, phrases: Sequence[str]) -
     found = [resolve(phrase, catalog) for phrase in phrases[:MAX_AT_ONCE]]
     if not any(isinstance(topic, ResolvedTopic) for topic in found):
         return [refusal_text(topic, r) for topic in found if isinstance(topic, TopicRefusal)]
-    lines: list[str] = []
-    async with services.db.transaction() as session:
-        followed = {topic.key for topic in await list_chat_topics(session, r.chat_id)}
+
+    async def follow_each(session: AsyncSession) -> list[str]:
+        lines: list[str] = []
+        followed = await list_chat_topic_keys(session, r.chat_id)
         for topic in found:
             if isinstance(topic, TopicRefusal):
                 lines.append(refusal_text(topic, r))
@@ -180,7 +187,9 @@ async def _follow_phrases(context: Context, r: Reader, phrases: Sequence[str]) -
                         "will arrive here."
                     )
                 lines.append(line.format(topic=name))
-    return lines
+        return lines
+
+    return await services.writer.run(follow_each)
 
 
 def _limit_text(r: Reader) -> str:
@@ -273,7 +282,7 @@ async def _browser(
     context: Context, r: Reader, kind_index: int, page: int
 ) -> tuple[str, InlineKeyboardMarkup]:
     async with context.services.db.sessions() as session:
-        followed = {topic.key for topic in await list_chat_topics(session, r.chat_id)}
+        followed = await list_chat_topic_keys(session, r.chat_id)
     return browser_page(context.services.topics.catalog, r, kind_index, page, followed)
 
 
@@ -363,7 +372,7 @@ async def pick(update: Update, context: Context) -> None:
     topic = catalog.topics[index]
     name = topic_label(topic.key, r.language, catalog)
     async with services.db.transaction() as session:
-        followed = {stored.key for stored in await list_chat_topics(session, r.chat_id)}
+        followed = await list_chat_topic_keys(session, r.chat_id)
         if topic.key in followed:
             stored = await get_topic_by_key(session, topic.key)
             if stored is not None:

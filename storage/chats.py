@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
+from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.db import dialect_insert
+from storage.db import DIALECT_INSERTS
 from storage.deliveries import DROPPED, PENDING
 from storage.models import Chat, Delivery, Subscription
 
@@ -52,10 +54,24 @@ async def upsert_chat(
     ``language`` is the chat's language when it is new; a known chat keeps the one it has.
     One statement: every command of a new reader starts with it.
     """
-    insert = dialect_insert(session)(Chat).values(
-        id=chat_id, kind=kind, title=title, language=language or "ar", active=True
+    statement = _upsert_statement(session.get_bind().dialect.name)
+    values = {"id": chat_id, "kind": kind, "title": title, "language": language or "ar"}
+    language_stored: str | None = await session.scalar(statement, values)
+    assert language_stored is not None  # noqa: S101 - inserted or updated, a row comes back
+    return language_stored
+
+
+@cache
+def _upsert_statement(dialect: str) -> Any:
+    """Built once per dialect: building ``excluded`` copies every column of the table."""
+    insert = DIALECT_INSERTS[dialect](Chat).values(
+        id=bindparam("id"),
+        kind=bindparam("kind"),
+        title=bindparam("title"),
+        language=bindparam("language"),
+        active=True,
     )
-    statement = insert.on_conflict_do_update(
+    return insert.on_conflict_do_update(
         index_elements=[Chat.id],
         set_={
             "kind": insert.excluded.kind,
@@ -63,9 +79,6 @@ async def upsert_chat(
             "active": True,
         },
     ).returning(Chat.language)
-    language_stored: str | None = await session.scalar(statement)
-    assert language_stored is not None  # noqa: S101 - inserted or updated, a row comes back
-    return language_stored
 
 
 async def set_language(session: AsyncSession, chat_id: int, language: str) -> None:

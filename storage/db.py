@@ -153,9 +153,15 @@ class GroupWriter:
                     future.set_result(result)
 
 
+DIALECT_INSERTS: dict[str, Callable[..., Any]] = {
+    "postgresql": postgresql.insert,
+    "sqlite": sqlite.insert,
+}
+
+
 def dialect_insert(session: AsyncSession) -> Callable[..., Any]:
     """The INSERT construct of the session's backend, for ON CONFLICT clauses."""
-    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    return DIALECT_INSERTS[session.get_bind().dialect.name]
 
 
 def alembic_config() -> Config:

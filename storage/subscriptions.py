@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
+from typing import Any
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import bindparam, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.db import dialect_insert
+from storage.db import DIALECT_INSERTS, dialect_insert
 from storage.models import Chat, Subscription, Topic
 
 
@@ -53,12 +55,19 @@ async def list_topics(session: AsyncSession, after_id: int = 0) -> Sequence[Topi
 
 async def add_subscription(session: AsyncSession, chat_id: int, topic_id: int) -> bool:
     """The chat follows the topic; False if it already did."""
-    result = await session.execute(
-        dialect_insert(session)(Subscription)
-        .values(chat_id=chat_id, topic_id=topic_id)
+    statement = _subscribe_statement(session.get_bind().dialect.name)
+    result = await session.execute(statement, {"chat_id": chat_id, "topic_id": topic_id})
+    return bool(getattr(result, "rowcount", 0))
+
+
+@cache
+def _subscribe_statement(dialect: str) -> Any:
+    """Built once per dialect: following is the commonest write of all."""
+    return (
+        DIALECT_INSERTS[dialect](Subscription)
+        .values(chat_id=bindparam("chat_id"), topic_id=bindparam("topic_id"))
         .on_conflict_do_nothing(index_elements=[Subscription.chat_id, Subscription.topic_id])
     )
-    return bool(getattr(result, "rowcount", 0))
 
 
 async def remove_subscription(session: AsyncSession, chat_id: int, topic_id: int) -> bool:
@@ -86,6 +95,18 @@ async def list_chat_topics(session: AsyncSession, chat_id: int) -> Sequence[Topi
         .order_by(Subscription.id)
     )
     return (await session.scalars(query)).all()
+
+
+async def list_chat_topic_keys(session: AsyncSession, chat_id: int) -> set[str]:
+    """The keys of the topics a chat follows."""
+    return set((await session.scalars(_TOPIC_KEYS, {"chat_id": chat_id})).all())
+
+
+_TOPIC_KEYS = (
+    select(Topic.key)
+    .join(Subscription, Subscription.topic_id == Topic.id)
+    .where(Subscription.chat_id == bindparam("chat_id"))
+)
 
 
 async def list_followers(
@@ -135,6 +156,7 @@ __all__ = [
     "add_subscription",
     "get_topic",
     "get_topic_by_key",
+    "list_chat_topic_keys",
     "list_chat_topics",
     "list_followers",
     "list_receiving_chats",
