@@ -82,10 +82,15 @@ async def open_core(
         # Everything loaded so far lives as long as the process: keep it out of the cyclic
         # garbage collector's full scans, which otherwise stall the event loop for 100+ ms.
         gc.freeze()
-        async with Fetcher(fetch_limits(settings)) as fetcher:
+        chat_limits = fetch_limits(settings, allow_private=settings.allow_private_feeds)
+        async with (
+            Fetcher(fetch_limits(settings)) as fetcher,
+            Fetcher(chat_limits) as chat_fetcher,
+        ):
             ingestor = Ingestor(
                 db,
                 fetcher,
+                chat_fetcher=chat_fetcher,
                 poll_interval=timedelta(seconds=settings.poll_interval),
                 backlog_age=settings.backlog_age,
                 max_backoff=timedelta(seconds=settings.max_backoff),
@@ -182,9 +187,6 @@ class Runtime:
         async with core.db.sessions() as session:
             loaded = await topics.load(session)
         log.info("following %d topics", loaded)
-        chat_fetcher = await self._stack.enter_async_context(
-            Fetcher(fetch_limits(settings, allow_private=settings.allow_private_feeds))
-        )
         deliver = AlertDelivery(
             application.bot,
             core.db,
@@ -203,7 +205,6 @@ class Runtime:
             db=core.db,
             topics=topics,
             ingestor=core.ingestor,
-            chat_fetcher=chat_fetcher,
             admins=settings.admins,
             zone=settings.zone,
             markers=settings.breaking_markers,

@@ -11,16 +11,14 @@ from datetime import timedelta
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.fetch import Fetcher
 from bot.ingest import Ingestor
 from bot.links import canonical_link
 from storage.db import Database
 from storage.feeds import add_feed, get_feed, get_feed_by_url, remove_feed
 from storage.models import Feed, utcnow
 
-# A new feed is not due for the watcher until this long after it is stored: its first fetch
-# goes through the caller's fetcher (an editor's refuses private addresses), and that fetch
-# alone decides whether the feed stays. The fetch resets the schedule either way.
+# A new feed is not due for the watcher until this long after it is stored: its first fetch,
+# made here, alone decides whether the feed stays. The fetch resets the schedule either way.
 FIRST_FETCH_HOLD = timedelta(hours=1)
 
 
@@ -63,10 +61,11 @@ async def add_feed_and_fetch(
     *,
     name: str | None = None,
     breaking: bool = False,
-    fetcher: Fetcher | None = None,
+    in_chat: bool = False,
 ) -> AddedFeed:
-    """Store the feed and fetch it once (through ``fetcher`` if given); raise FeedAddError
-    and keep nothing when the URL is wrong, already watched or the fetch fails."""
+    """Store the feed and fetch it once; raise FeedAddError and keep nothing when the URL
+    is wrong, already watched or the fetch fails. A feed added ``in_chat`` is fetched,
+    now and on every poll, refusing private addresses unless the operator allows them."""
     canonical = canonical_link(url)
     if canonical is None or not url.strip().lower().startswith(("http://", "https://")):
         raise FeedAddError(FeedAddReason.NOT_A_URL, url=url)
@@ -76,13 +75,15 @@ async def add_feed_and_fetch(
                 raise FeedAddError(
                     FeedAddReason.ALREADY_WATCHED, url=canonical, feed_id=existing.id
                 )
-            feed = add_feed(session, canonical, name=name, breaking=breaking)
+            feed = add_feed(
+                session, canonical, name=name, breaking=breaking, added_in_chat=in_chat
+            )
             feed.next_fetch_at = utcnow() + FIRST_FETCH_HOLD
             await session.flush()
             feed_id = feed.id
     except IntegrityError:  # added by someone else at the same moment
         raise FeedAddError(FeedAddReason.ALREADY_WATCHED, url=canonical) from None
-    outcome = await ingestor.poll_feed(feed_id, fetcher=fetcher)
+    outcome = await ingestor.poll_feed(feed_id)
     if outcome.status == "failed":
         async with db.transaction() as session:
             await remove_feed(session, feed_id)

@@ -77,6 +77,7 @@ class _FeedState:
     first_fetch: bool
     breaking: bool
     failures: int
+    added_in_chat: bool
 
 
 class Ingestor:
@@ -91,6 +92,7 @@ class Ingestor:
         backlog_age: timedelta,
         max_backoff: timedelta,
         parse_pool: Executor | None = None,
+        chat_fetcher: Fetcher | None = None,
         fanout: Fanout | None = None,
         markers: tuple[str, ...] = DEFAULT_MARKERS,
         clock: Callable[[], datetime] = utcnow,
@@ -102,6 +104,8 @@ class Ingestor:
         # holds this process's GIL; without one it runs in a thread.
         self._parse_pool = parse_pool
         self._fetcher = fetcher
+        # Feeds editors added from a chat are fetched by this one (private addresses refused).
+        self._chat_fetcher = chat_fetcher or fetcher
         self._poll_interval = poll_interval
         self._backlog_age = backlog_age
         self._max_backoff = max_backoff
@@ -166,11 +170,13 @@ class Ingestor:
             if feed is None:
                 raise LookupError(f"no feed with id {feed_id}")
             state = _state(feed)
-        return await self._poll_state(state, fetcher or self._fetcher)
+        return await self._poll_state(state, fetcher)
 
     async def _poll_state(self, state: _FeedState, fetcher: Fetcher | None = None) -> FeedOutcome:
+        if fetcher is None:
+            fetcher = self._chat_fetcher if state.added_in_chat else self._fetcher
         try:
-            result = await (fetcher or self._fetcher).fetch(
+            result = await fetcher.fetch(
                 state.url, etag=state.etag, last_modified=state.last_modified
             )
             parsed = None if result.not_modified else await self._parse(result)
@@ -313,6 +319,7 @@ def _state(feed: Feed) -> _FeedState:
         first_fetch=feed.last_success_at is None,
         breaking=feed.breaking,
         failures=feed.failures,
+        added_in_chat=feed.added_in_chat,
     )
 
 

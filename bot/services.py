@@ -10,7 +10,6 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from bot.fanout import Topics
-from bot.fetch import Fetcher
 from bot.ingest import Ingestor
 from storage.db import Database, GroupWriter
 from storage.models import utcnow
@@ -33,8 +32,6 @@ class Services:
     db: Database
     topics: Topics
     ingestor: Ingestor
-    # Fetches feeds that editors add from a chat: private addresses refused unless allowed.
-    chat_fetcher: Fetcher
     admins: frozenset[int]
     zone: ZoneInfo
     markers: tuple[str, ...]

@@ -290,7 +290,7 @@ async def add_feed(update: Update, context: Context) -> None:
             services.ingestor,
             args[0],
             breaking=len(args) == 2,
-            fetcher=services.chat_fetcher,
+            in_chat=True,
         )
     except FeedAddError as exc:
         await message.reply_text(_feed_add_problem(r, exc))

@@ -14,10 +14,15 @@ from storage.models import Article, Feed
 
 
 def add_feed(
-    session: AsyncSession, url: str, *, name: str | None = None, breaking: bool = False
+    session: AsyncSession,
+    url: str,
+    *,
+    name: str | None = None,
+    breaking: bool = False,
+    added_in_chat: bool = False,
 ) -> Feed:
     """Stage a new feed (the caller commits)."""
-    feed = Feed(url=url, name=name, breaking=breaking)
+    feed = Feed(url=url, name=name, breaking=breaking, added_in_chat=added_in_chat)
     session.add(feed)
     return feed
 

@@ -82,6 +82,9 @@ class Feed(Base):
     title: Mapped[str] = mapped_column(String(1000), default="", server_default="")
     site_link: Mapped[str | None] = mapped_column(String(2048))
     breaking: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Added by an editor in a chat: always fetched refusing private addresses (unless the
+    # operator allows them), on every poll and every redirect.
+    added_in_chat: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # Conditional GET validators from the last successful fetch.
     etag: Mapped[str | None] = mapped_column(String(1024))

@@ -221,3 +221,34 @@ async def test_delivery_renders_in_the_chats_language_and_silently_in_quiet_hour
         label = "عاجل" if language == "ar" else "BREAKING"
         assert quiet.plain.startswith(label)
         assert "هزة أرضية في أنقرة" in quiet.plain
+
+
+async def test_a_feed_added_in_a_chat_is_polled_refusing_private_addresses(
+    db: Database, feed_server: FeedServer
+) -> None:
+    """Every poll of a feed an editor added from a chat refuses private addresses; the
+    operator's feeds on the same server are polled as usual."""
+    url = feed_server.add("f.xml", make_rss("F", [story("خبر", "a")]))
+    other = feed_server.add("g.xml", make_rss("G", [story("خبر", "b")]))
+    async with db.transaction() as session:
+        in_chat = add_feed(session, url, added_in_chat=True)
+        operator = add_feed(session, other)
+        await session.flush()
+        in_chat_id, operator_id = in_chat.id, operator.id
+    limits = FetchLimits(total_timeout=5, connect_timeout=2)
+    strict = FetchLimits(total_timeout=5, connect_timeout=2, allow_private=False)
+    async with Fetcher(limits) as fetcher, Fetcher(strict) as chat_fetcher:
+        ingest = Ingestor(
+            db,
+            fetcher,
+            chat_fetcher=chat_fetcher,
+            poll_interval=timedelta(seconds=60),
+            backlog_age=timedelta(hours=12),
+            max_backoff=timedelta(hours=1),
+        )
+        refused = await ingest.poll_feed(in_chat_id)
+        polled = await ingest.poll_feed(operator_id)
+        await ingest.aclose()
+    assert refused.status == "failed" and "private" in (refused.error or "")
+    assert polled.status == "fetched"
+    assert feed_server.hits["f.xml"] == 0
