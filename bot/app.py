@@ -10,15 +10,17 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Coroutine
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache
 from multiprocessing import get_context
+from typing import Any
 
-from telegram.ext import ApplicationBuilder
+from telegram import Update
+from telegram.ext import ApplicationBuilder, BaseUpdateProcessor
 from telegram.request import BaseRequest
 
 import handlers
@@ -123,8 +125,9 @@ def quiet_noisy_loggers() -> None:
 
 # --- newsbot run: the Telegram side -------------------------------------------------------
 
-# Updates handled at once: commands mostly wait on the database, not on the CPU.
-CONCURRENT_UPDATES = 64
+# Updates handled at once: commands mostly wait on the database, not on the CPU. (Updates
+# of one chat wait their turn holding a slot: InOrderPerChat caps them at 8 a chat.)
+CONCURRENT_UPDATES = 128
 # Connections to the Bot API for sending (the sender keeps up to 64 requests in flight).
 SEND_CONNECTIONS = 128
 # How long a stopping sender may take to finish the requests in flight.
@@ -143,7 +146,7 @@ def build_application(settings: Settings) -> NewsbotApplication:
         .context_types(CONTEXT_TYPES)
         .request(telegram_request(SEND_CONNECTIONS))
         .get_updates_request(telegram_request(1, read_timeout=60.0))
-        .concurrent_updates(CONCURRENT_UPDATES)
+        .concurrent_updates(InOrderPerChat(CONCURRENT_UPDATES))
         .post_init(runtime.start)
         .post_stop(runtime.stop)
         .post_shutdown(runtime.close)
@@ -151,6 +154,47 @@ def build_application(settings: Settings) -> NewsbotApplication:
     )
     handlers.register(application)
     return application
+
+
+class InOrderPerChat(BaseUpdateProcessor):
+    """Updates of different chats are handled concurrently, those of one chat in the order
+    they came: "/follow X" then "/unfollow X" never ends up following X. A chat that floods
+    the bot has at most ``per_chat`` updates waiting; the rest are dropped, so it cannot
+    take every slot from the others."""
+
+    def __init__(self, max_concurrent_updates: int, per_chat: int = 8) -> None:
+        super().__init__(max_concurrent_updates)
+        self._per_chat = per_chat
+        self._chats: dict[int, tuple[asyncio.Lock, int]] = {}  # lock, updates using it
+
+    async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
+        """Wait for this chat's earlier updates, then handle this one."""
+        chat = update.effective_chat if isinstance(update, Update) else None
+        if chat is None:
+            await coroutine
+            return
+        lock, users = self._chats.get(chat.id, (asyncio.Lock(), 0))
+        if users >= self._per_chat:
+            log.warning("chat %s floods the bot: an update dropped", chat.id)
+            if isinstance(coroutine, Coroutine):
+                coroutine.close()
+            return
+        self._chats[chat.id] = (lock, users + 1)
+        try:
+            async with lock:  # FIFO: the updates of one chat keep their order
+                await coroutine
+        finally:
+            lock, users = self._chats[chat.id]
+            if users == 1:
+                del self._chats[chat.id]
+            else:
+                self._chats[chat.id] = (lock, users - 1)
+
+    async def initialize(self) -> None:
+        """Nothing to open."""
+
+    async def shutdown(self) -> None:
+        """Nothing to close."""
 
 
 def telegram_request(connections: int, *, read_timeout: float = 10.0) -> BaseRequest:

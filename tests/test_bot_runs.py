@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+
+from storage.subscriptions import list_chat_topic_keys
 from tests.botharness import RunningBot
 
 
@@ -9,3 +12,30 @@ async def test_the_bot_starts_and_publishes_its_services(newsbot: RunningBot) ->
     """After start the handlers have their services and the sender is running."""
     assert newsbot.services.topics.catalog.topics
     await newsbot.fake.wait_for_call("getUpdates")
+
+
+async def test_one_chats_commands_are_handled_in_the_order_sent(newsbot: RunningBot) -> None:
+    """Follow, unfollow, follow … sent back to back end as the last one said, with the
+    replies in order."""
+    chat = 5151
+    commands = ["/follow روسيا", "/unfollow روسيا"] * 3 + ["/follow روسيا"]
+    for command in commands:
+        newsbot.fake.send_text(chat, command, language_code="en")
+    replies = await newsbot.fake.wait_for_messages(chat, len(commands), timeout=10)
+    assert [reply.plain.startswith("✓") for reply in replies] == [
+        command.startswith("/follow") for command in commands
+    ]
+    async with newsbot.services.db.sessions() as session:
+        assert await list_chat_topic_keys(session, chat) == {"russia"}
+
+
+async def test_a_flooding_chat_does_not_hold_up_the_others(newsbot: RunningBot) -> None:
+    """A chat that sends dozens of commands at once has the excess dropped; another reader
+    is answered meanwhile."""
+    flooder, reader = 6161, 6262
+    for _ in range(40):
+        newsbot.fake.send_text(flooder, "/topics", language_code="en")
+    (answer,) = await newsbot.say(reader, "/help", language_code="en")
+    assert "/follow" in answer.plain
+    await asyncio.sleep(1.0)
+    assert 8 <= len(newsbot.fake.messages_to(flooder)) < 40
