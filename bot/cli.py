@@ -34,9 +34,9 @@ from bot.feedadmin import FeedAddError, FeedAddReason, add_feed_and_fetch, find_
 from bot.i18n import translator
 from bot.ingest import FeedOutcome, PollSummary
 from bot.links import canonical_link
-from bot.text import query_terms
+from bot.text import analyser_version, index_text, query_terms
 from bot.topics import ResolvedTopic, TopicRefusal, load_catalog, resolve
-from storage.articles import search_articles
+from storage.articles import list_article_texts, search_articles, set_article_terms
 from storage.chats import get_chat, set_all_breaking, stop_chat, upsert_chat
 from storage.feeds import add_feed, list_feeds, list_feeds_with_counts, remove_feed
 from storage.models import Chat, Feed, utcnow
@@ -49,8 +49,10 @@ from storage.subscriptions import (
 
 # Operators read the command line in English; the catalogs carry the strings all the same.
 _ = translator("en").gettext
+ngettext = translator("en").ngettext
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+REINDEX_BATCH = 2_000
 
 
 class CommandError(Exception):
@@ -127,6 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     db = commands.add_parser("db", help=_("database maintenance"))
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     db_commands.add_parser("upgrade", help=_("apply the database migrations"))
+    db_commands.add_parser(
+        "reindex",
+        help=_("recompute every article's search terms (after the text engine changed)"),
+    )
     return parser
 
 
@@ -587,6 +593,29 @@ async def _db_upgrade(core: Core, _args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def _db_reindex(core: Core, _args: argparse.Namespace) -> int:
+    done = after = 0
+    while True:
+        async with core.db.sessions() as session:
+            batch = await list_article_texts(session, after, REINDEX_BATCH)
+        if not batch:
+            break
+        # The terms ingestion stores (bot.indexing): the display title's and the summary's.
+        terms = [(id_, index_text(title), index_text(summary)) for id_, title, summary in batch]
+        async with core.db.transaction() as session:
+            await set_article_terms(session, terms)
+        done += len(batch)
+        after = batch[-1][0]
+    print(
+        ngettext(
+            "re-indexed {count} article (text engine {version})",
+            "re-indexed {count} articles (text engine {version})",
+            done,
+        ).format(count=done, version=analyser_version())
+    )
+    return EXIT_OK
+
+
 _COMMANDS: dict[str, Callable[[Core, argparse.Namespace], Awaitable[int]]] = {
     "feeds add": _feeds_add,
     "feeds list": _feeds_list,
@@ -599,4 +628,5 @@ _COMMANDS: dict[str, Callable[[Core, argparse.Namespace], Awaitable[int]]] = {
     "poll": _poll,
     "search": _search,
     "db upgrade": _db_upgrade,
+    "db reindex": _db_reindex,
 }

@@ -152,6 +152,31 @@ async def upsert_articles(
     return result
 
 
+async def list_article_texts(
+    session: AsyncSession, after_id: int, limit: int
+) -> list[tuple[int, str, str]]:
+    """(id, title, summary) of up to ``limit`` articles after ``after_id``, by id."""
+    query = (
+        select(Article.id, Article.title, Article.summary)
+        .where(Article.id > after_id)
+        .order_by(Article.id)
+        .limit(limit)
+    )
+    return [(row.id, row.title, row.summary) for row in await session.execute(query)]
+
+
+async def set_article_terms(session: AsyncSession, terms: Sequence[tuple[int, str, str]]) -> None:
+    """Store new search terms: (id, title terms, summary terms) each (the index follows)."""
+    if terms:
+        await session.execute(
+            update(Article),
+            [
+                {"id": id_, "title_terms": title, "summary_terms": summary}
+                for id_, title, summary in terms
+            ],
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class SearchHit:
     """One search result: the article (its feed loaded) and the score it was ranked by."""

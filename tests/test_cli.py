@@ -17,7 +17,9 @@ from unittest import mock
 from aiohttp import web
 
 from bot.cli import main
+from storage.articles import ArticleData, upsert_articles
 from storage.db import Database
+from storage.feeds import add_feed
 from tests.feedserver import FeedServer, Item, make_rss
 
 NEWSBOT = str(Path(sys.executable).with_name("newsbot"))
@@ -261,3 +263,34 @@ async def test_db_upgrade_creates_the_default_sqlite_file(tmp_path: Path) -> Non
     result = await newsbot_process("db", "upgrade", env={}, cwd=tmp_path)
     assert result.code == 0, result.err
     assert (tmp_path / "newsbot.db").exists()
+
+
+async def test_db_reindex_brings_stale_search_terms_up_to_date(
+    db: Database, tmp_path: Path
+) -> None:
+    """Articles whose stored terms an older text engine wrote are found after reindexing."""
+    env = {"NEWSBOT_DATABASE_URL": db.url.render_as_string(False)}
+    now = datetime.now(UTC)
+    stale = ArticleData(
+        uid="u:https://n.example/energy",
+        link="https://n.example/energy",
+        title="افتتاح محطة للطاقة الشمسية",
+        summary="",
+        categories=(),
+        published_at=now,
+        alertable=False,
+        breaking=False,
+        title_terms="افتتاح محطه للطاقه شمسيه",  # what the engine used to say
+    )
+    async with db.transaction() as session:
+        feed = add_feed(session, "https://n.example/rss")
+        await session.flush()
+        await upsert_articles(session, feed.id, [stale], now)
+    before = await newsbot("search", "الطاقة الشمسية", "--json", env=env, cwd=tmp_path)
+    assert before.out == ""
+
+    reindexed = await newsbot("db", "reindex", env=env, cwd=tmp_path)
+
+    assert reindexed.code == 0 and reindexed.out.startswith("re-indexed 1 article ")
+    after = await newsbot("search", "الطاقة الشمسية", "--json", env=env, cwd=tmp_path)
+    assert "للطاقة الشمسية" in after.out
