@@ -42,7 +42,9 @@ from sqlalchemy.engine import make_url  # noqa: E402
 
 from storage.db import Database  # noqa: E402
 from storage.models import Chat, Subscription  # noqa: E402
+from tests.fakebotapi import most_within  # noqa: E402
 from tests.feedserver import FeedServer, Item, make_rss  # noqa: E402
+from tests.postgres import execute_as_admin  # noqa: E402
 
 NEWSBOT = str(Path(sys.executable).with_name("newsbot"))
 POLL_INTERVAL = 1
@@ -132,8 +134,8 @@ def _window(sent: list[Any]) -> dict[str, Any]:
         "chats": len(per_chat),
         "most_to_one_chat": max(per_chat.values()),
         "steady_per_second": _steady_rate(sent),
-        "max_per_second": _most_within(sent, 1.0),
-        "max_per_tenth": _most_within(sent, 0.1),
+        "max_per_second": most_within([message.at for message in sent], 1.0),
+        "max_per_tenth": most_within([message.at for message in sent], 0.1),
         "silent": sum(1 for message in sent if message.disable_notification),
     }
 
@@ -146,16 +148,6 @@ def _steady_rate(sent: list[Any]) -> float:
         return float("nan")
     within = sum(1 for message in sent if message.at < sent[0].at + whole)
     return float(within / whole)
-
-
-def _most_within(sent: list[Any], seconds: float) -> int:
-    """The most sends within any window of ``seconds``."""
-    best = start = 0
-    for end, message in enumerate(sent):
-        while message.at - sent[start].at >= seconds:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
 
 
 class Fake:
@@ -297,29 +289,14 @@ async def scratch_database(url: str | None, directory: Path) -> AsyncIterator[st
     if url is None or url.startswith("sqlite"):
         yield url or f"sqlite+aiosqlite:///{directory / 'newsbot.db'}"
         return
-    import asyncpg  # type: ignore[import-untyped]
-
     parsed = make_url(url)
     name = f"newsbot_fanout_{os.getpid()}_{uuid.uuid4().hex[:6]}"
 
-    async def admin(statement: str) -> None:
-        connection = await asyncpg.connect(
-            host=parsed.host or "127.0.0.1",
-            port=parsed.port or 5432,
-            user=parsed.username or "postgres",
-            password=parsed.password,
-            database=parsed.database or "postgres",
-        )
-        try:
-            await connection.execute(statement)
-        finally:
-            await connection.close()
-
-    await admin(f'CREATE DATABASE "{name}"')
+    await execute_as_admin(url, f'CREATE DATABASE "{name}"')
     try:
         yield parsed.set(drivername="postgresql+asyncpg", database=name).render_as_string(False)
     finally:
-        await admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await execute_as_admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def count_subscriptions(database_url: str) -> int:

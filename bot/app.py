@@ -7,7 +7,6 @@ Nothing else reads :class:`~bot.config.Settings` or creates long-lived resources
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Coroutine
@@ -263,9 +262,8 @@ class Runtime:
         """Stop taking work: the sender finishes what is in flight, the watcher stops."""
         if self._sender is not None:
             self._sender.stop()
-        if self._sending is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait({self._sending}, timeout=STOP_GRACE)
+        if self._sending is not None:  # asyncio.wait returns at the deadline, raising nothing
+            await asyncio.wait({self._sending}, timeout=STOP_GRACE)
         for task in (self._watching, self._sending):
             if task is None:
                 continue

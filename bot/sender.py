@@ -244,16 +244,12 @@ class Sender:
             if any(reason in exc.message.lower() for reason in _GONE):
                 await self._write(deliveries.deactivate_chat, row.chat_id, _short(exc))
             else:
-                await self._write(
-                    deliveries.finish, row.id, deliveries.FAILED, self._clock(), _short(exc)
-                )
+                await self._write(deliveries.finish, row.id, deliveries.FAILED, _short(exc))
         except TelegramError as exc:  # NetworkError and the like
             await self._failed_in_flight(row, exc)
         except Exception as exc:  # a rendering bug must not stop the sender
             log.exception("delivery %s failed", row.id)
-            await self._write(
-                deliveries.finish, row.id, deliveries.FAILED, self._clock(), _short(exc)
-            )
+            await self._write(deliveries.finish, row.id, deliveries.FAILED, _short(exc))
         else:
             await self._sent.add(row.id)
 
@@ -265,9 +261,7 @@ class Sender:
             delay = min(timedelta(seconds=2 ** min(row.attempts, 10)), MAX_RETRY_DELAY)
             await self._write(deliveries.retry_later, row.id, self._clock() + delay, _short(exc))
         else:  # it may have been delivered: resending is how readers get an alert three times
-            await self._write(
-                deliveries.finish, row.id, deliveries.UNKNOWN, self._clock(), _short(exc)
-            )
+            await self._write(deliveries.finish, row.id, deliveries.UNKNOWN, _short(exc))
 
     async def _write(
         self, function: Callable[..., Awaitable[object]], *args: object, **kwargs: object

@@ -46,6 +46,7 @@ class Catalog:
     topics: tuple[CatalogTopic, ...]
     by_key: Mapping[str, CatalogTopic]
     by_name: Mapping[tuple[str, ...], CatalogTopic]
+    positions: Mapping[str, int]  # a topic's place in ``topics``, by key (a short id)
 
     def get(self, key: str) -> CatalogTopic | None:
         """The topic with this key, or None."""
@@ -132,7 +133,8 @@ def load_catalog() -> Catalog:
             found = tuple(terms(name))
             if found:
                 by_name.setdefault(found, topic)  # the first topic to claim a name keeps it
-    return Catalog(topics, by_key, by_name)
+    positions = {topic.key: index for index, topic in enumerate(topics)}
+    return Catalog(topics, by_key, by_name, positions)
 
 
 @lru_cache(maxsize=1)

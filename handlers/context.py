@@ -4,19 +4,23 @@ and the check that a user may change a group's topics. Feature modules import on
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Chat as TelegramChat
-from telegram import Message, Update
+from telegram import InlineKeyboardButton, Message, Update
 from telegram.constants import ChatMemberStatus, ChatType
 from telegram.ext import Application, CallbackContext, ContextTypes, ExtBot
 
+from bot.alerts import topic_label
 from bot.i18n import DEFAULT_LANGUAGE, LANGUAGES, translator
 from bot.services import Services
+from bot.topics import Catalog, CatalogTopic
 from storage.chats import get_chat, upsert_chat
+
+BUTTON_CHARS = 32
 
 
 class BotData:
@@ -95,6 +99,21 @@ async def register_chat(services: Services, chat: TelegramChat, language: str) -
     return stored
 
 
+def short_label(label: str) -> str:
+    """A label that fits on a button (Telegram cuts long ones unevenly)."""
+    return label if len(label) <= BUTTON_CHARS else label[: BUTTON_CHARS - 1] + "…"
+
+
+def pick_button(
+    catalog: Catalog, topic: CatalogTopic, language: str, followed: Collection[str]
+) -> InlineKeyboardButton:
+    """A button that follows (or unfollows) a catalog topic, ✓ when followed:
+    "pick:<its catalog position>" (the welcome, the browser and the guidance share it)."""
+    label = short_label(topic_label(topic.key, language, catalog))
+    text = f"✓ {label}" if topic.key in followed else label
+    return InlineKeyboardButton(text, callback_data=f"pick:{catalog.positions[topic.key]}")
+
+
 def is_group(chat: TelegramChat) -> bool:
     """Whether the chat is a group or a supergroup."""
     return chat.type in (ChatType.GROUP, ChatType.SUPERGROUP)
@@ -134,7 +153,9 @@ __all__ = [
     "is_group",
     "language_of",
     "may_change_topics",
+    "pick_button",
     "reader",
     "reader_in",
     "register_chat",
+    "short_label",
 ]

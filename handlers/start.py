@@ -15,7 +15,7 @@ from telegram.constants import ParseMode
 
 from bot.alerts import topic_label
 from bot.topics import Catalog, CatalogTopic, ResolvedTopic, from_key, resolve
-from handlers.context import Context, Reader, is_group, may_change_topics, reader
+from handlers.context import Context, Reader, is_group, may_change_topics, pick_button, reader
 from storage.subscriptions import list_chat_topic_keys
 
 # The welcome's buttons: what Arabic newsrooms' readers follow most.
@@ -25,7 +25,6 @@ POPULAR = ("palestine", "gaza", "russia", "ukraine", "usa", "iran", "egypt", "ec
 DEEP_LINK_SEPARATOR = "-"
 # How much of a reader's text is echoed back in guidance.
 ECHO_CHARS = 60
-BUTTON_CHARS = 32  # as the browser's buttons (handlers.topics), so a press marks them alike
 
 Translate = Callable[[str], str]
 
@@ -139,17 +138,6 @@ def welcome_keyboard(
     rows = [buttons[i : i + 2] for i in range(0, len(buttons), 2)]
     rows.append([InlineKeyboardButton(_("All topics…"), callback_data="browse:new")])
     return InlineKeyboardMarkup(rows)
-
-
-def pick_button(
-    catalog: Catalog, topic: CatalogTopic, language: str, followed: Collection[str]
-) -> InlineKeyboardButton:
-    """A button that follows (or unfollows) a catalog topic: "pick:<its catalog index>"."""
-    label = topic_label(topic.key, language, catalog)
-    if len(label) > BUTTON_CHARS:
-        label = label[: BUTTON_CHARS - 1] + "…"
-    text = f"✓ {label}" if topic.key in followed else label
-    return InlineKeyboardButton(text, callback_data=f"pick:{catalog.topics.index(topic)}")
 
 
 async def help_command(update: Update, context: Context) -> None:
@@ -268,7 +256,6 @@ __all__ = [
     "help_command",
     "help_text",
     "linked_topics",
-    "pick_button",
     "reader_commands",
     "start",
     "unknown_command",

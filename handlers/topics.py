@@ -27,7 +27,6 @@ from bot.topics import (
     MAX_PHRASE_TERMS,
     PHRASE_PREFIX,
     Catalog,
-    CatalogTopic,
     Kind,
     RefusalReason,
     ResolvedTopic,
@@ -35,7 +34,15 @@ from bot.topics import (
     from_key,
     resolve,
 )
-from handlers.context import Context, Reader, allowed_to_change, may_change_topics, reader
+from handlers.context import (
+    Context,
+    Reader,
+    allowed_to_change,
+    may_change_topics,
+    pick_button,
+    reader,
+    short_label,
+)
 from storage.models import Topic
 from storage.subscriptions import (
     get_topic,
@@ -60,7 +67,6 @@ MAX_TOPICS = 50
 # Several topics at once: /follow روسيا، أوكرانيا
 SEPARATORS = re.compile(r"[,،;؛\n]+")
 MAX_AT_ONCE = 10
-BUTTON_CHARS = 32
 PICK = re.compile(r"pick:(\d+)")
 
 
@@ -245,15 +251,11 @@ def topics_view(
         _("Tap a topic below to unfollow it; /follow adds more."),
     ]
     buttons = [
-        InlineKeyboardButton(f"✕ {_short(name)}", callback_data=f"unfollow:{topic.id}")
+        InlineKeyboardButton(f"✕ {short_label(name)}", callback_data=f"unfollow:{topic.id}")
         for topic, name in zip(followed, names, strict=True)
     ]
     rows = [buttons[i : i + 2] for i in range(0, len(buttons), 2)]
     return "\n".join(lines), InlineKeyboardMarkup([*rows, browse])
-
-
-def _short(label: str) -> str:
-    return label if len(label) <= BUTTON_CHARS else label[: BUTTON_CHARS - 1] + "…"
 
 
 # -- the browser ------------------------------------------------------------------------------
@@ -313,7 +315,7 @@ def browser_page(
         for index, other in enumerate(BROWSER_KINDS)
     ]
     shown = topics[page * PAGE_SIZE : (page + 1) * PAGE_SIZE]
-    buttons = [_pick_button(catalog, topic, r.language, followed) for topic in shown]
+    buttons = [pick_button(catalog, topic, r.language, followed) for topic in shown]
     navigation = []
     if page > 0:
         navigation.append(
@@ -339,14 +341,6 @@ def _kind_names(r: Reader) -> dict[Kind, str]:
         "organisation": _("Organisations"),
         "sector": _("Subjects"),
     }
-
-
-def _pick_button(
-    catalog: Catalog, topic: CatalogTopic, language: str, followed: Collection[str]
-) -> InlineKeyboardButton:
-    label = _short(topic_label(topic.key, language, catalog))
-    text = f"✓ {label}" if topic.key in followed else label
-    return InlineKeyboardButton(text, callback_data=f"pick:{catalog.topics.index(topic)}")
 
 
 # -- buttons that change what is followed ----------------------------------------------------
@@ -409,7 +403,7 @@ def _marked(
         for button in row:
             found = PICK.fullmatch(str(button.callback_data or ""))
             if found and int(found[1]) < len(catalog.topics):
-                button = _pick_button(catalog, catalog.topics[int(found[1])], language, followed)
+                button = pick_button(catalog, catalog.topics[int(found[1])], language, followed)
             buttons.append(button)
         rows.append(buttons)
     marked = InlineKeyboardMarkup(rows)

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db import dialect_insert
@@ -83,55 +83,40 @@ async def list_alertable(session: AsyncSession, article_ids: Sequence[int]) -> l
 
 async def get_alert(session: AsyncSession, alert_id: int) -> AlertRecord | None:
     """What the alert says, or None if it is gone."""
-    records = await _records(session, select(Alert.id).where(Alert.id == alert_id))
+    records = await _records(session, Alert.id == alert_id, limit=1)
     return records[0] if records else None
 
 
 async def list_latest_alerts(session: AsyncSession, limit: int = 5) -> list[AlertRecord]:
     """The most recent alerts, newest first."""
-    newest = select(Alert.id).order_by(Alert.created_at.desc(), Alert.id.desc()).limit(limit)
-    return await _records(session, newest)
+    return await _records(session, true(), limit=limit)
 
 
-async def _records(session: AsyncSession, ids: object) -> list[AlertRecord]:
+async def _records(
+    session: AsyncSession, condition: ColumnElement[bool], *, limit: int
+) -> list[AlertRecord]:
     query = (
         select(Alert, Article, Feed.name, Feed.title, Feed.url)
         .outerjoin(Article, Article.id == Alert.article_id)
         .outerjoin(Feed, Feed.id == Article.feed_id)
-        .where(Alert.id.in_(ids))  # type: ignore[arg-type]
+        .where(condition)
         .order_by(Alert.created_at.desc(), Alert.id.desc())
+        .limit(limit)
     )
-    records = []
-    for alert, article, name, title, url in await session.execute(query):
-        if article is None:
-            records.append(
-                AlertRecord(
-                    id=alert.id,
-                    title=alert.text or "",
-                    summary="",
-                    categories=(),
-                    link=None,
-                    source=None,
-                    published=alert.created_at,
-                    topics=tuple(alert.topics),
-                    by_editor=True,
-                )
-            )
-        else:
-            records.append(
-                AlertRecord(
-                    id=alert.id,
-                    title=article.title,
-                    summary=article.summary,
-                    categories=tuple(article.categories),
-                    link=article.link,
-                    source=name or title or url,
-                    published=article.published_at,
-                    topics=tuple(alert.topics),
-                    by_editor=False,
-                )
-            )
-    return records
+    return [
+        AlertRecord(
+            id=alert.id,
+            title=article.title if article else alert.text or "",
+            summary=article.summary if article else "",
+            categories=tuple(article.categories) if article else (),
+            link=article.link if article else None,
+            source=(name or title or url) if article else None,
+            published=article.published_at if article else alert.created_at,
+            topics=tuple(alert.topics),
+            by_editor=article is None,
+        )
+        for alert, article, name, title, url in await session.execute(query)
+    ]
 
 
 __all__ = [

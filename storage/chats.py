@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage.db import DIALECT_INSERTS
 from storage.deliveries import DROPPED, PENDING
 from storage.models import Chat, Delivery, Subscription
+from storage.subscriptions import remove_subscriptions
 
 
 async def get_chat(session: AsyncSession, chat_id: int) -> Chat | None:
@@ -110,7 +111,7 @@ async def stop_chat(session: AsyncSession, chat_id: int) -> int:
 
     Returns how many topics it followed.
     """
-    result = await session.execute(delete(Subscription).where(Subscription.chat_id == chat_id))
+    removed = await remove_subscriptions(session, chat_id)
     await session.execute(
         update(Chat).where(Chat.id == chat_id).values(active=False, all_breaking=False)
     )
@@ -119,4 +120,4 @@ async def stop_chat(session: AsyncSession, chat_id: int) -> int:
         .where(Delivery.chat_id == chat_id, Delivery.state == PENDING)
         .values(state=DROPPED, error="the chat stopped")
     )
-    return int(getattr(result, "rowcount", 0) or 0)
+    return removed

@@ -91,19 +91,14 @@ async def finish(
     session: AsyncSession,
     delivery_id: int,
     state: str,
-    now: datetime,
     error: str | None = None,
 ) -> None:
-    """Record a delivery's end: sent, failed, dropped or unknown."""
+    """Record a delivery's end other than sent (see :func:`mark_sent`): failed, dropped or
+    unknown."""
     await session.execute(
         update(Delivery)
         .where(Delivery.id == delivery_id)
-        .values(
-            state=state,
-            sent_at=now if state == SENT else None,
-            error=error,
-            attempts=Delivery.attempts + 1,
-        )
+        .values(state=state, error=error, attempts=Delivery.attempts + 1)
     )
 
 

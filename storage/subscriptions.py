@@ -114,16 +114,16 @@ async def list_followers(
 ) -> list[int]:
     """Active, unmuted chats following any of the topics (each once), and with
     ``all_breaking`` the chats that take every breaking story."""
+    wanted = []
+    if topic_ids:
+        followers = select(Subscription.chat_id).where(Subscription.topic_id.in_(topic_ids))
+        wanted.append(Chat.id.in_(followers))
+    if all_breaking:
+        wanted.append(Chat.all_breaking.is_(True))
+    if not wanted:
+        return []
     receiving = Chat.active.is_(True) & or_(Chat.muted_until.is_(None), Chat.muted_until <= now)
-    following = Chat.id.in_(
-        select(Subscription.chat_id).where(Subscription.topic_id.in_(topic_ids))
-    )
-    wanted = or_(following, Chat.all_breaking.is_(True)) if all_breaking else following
-    if not topic_ids:
-        if not all_breaking:
-            return []
-        wanted = Chat.all_breaking.is_(True)
-    return list((await session.scalars(select(Chat.id).where(receiving, wanted))).all())
+    return list((await session.scalars(select(Chat.id).where(receiving, or_(*wanted)))).all())
 
 
 async def list_receiving_chats(session: AsyncSession, now: datetime) -> list[int]:

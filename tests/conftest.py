@@ -18,6 +18,7 @@ from storage.models import Base
 from tests.botharness import RunningBot, running_bot
 from tests.fakebotapi import FakeBotAPI
 from tests.feedserver import FeedServer
+from tests.postgres import execute_as_admin
 
 # python-telegram-bot 22 warns when it builds a RetryAfter unless timedelta values are
 # opted into (as the bot does in bot/runner.py).
@@ -31,23 +32,6 @@ POSTGRES_REQUIRED = os.environ.get("NEWSBOT_REQUIRE_POSTGRES") == "1"
 
 def _asyncpg_url(url: str) -> str:
     return make_url(url).set(drivername="postgresql+asyncpg").render_as_string(False)
-
-
-async def _admin(url: str, statement: str) -> None:
-    import asyncpg
-
-    parsed = make_url(url)
-    connection = await asyncpg.connect(
-        host=parsed.host or "127.0.0.1",
-        port=parsed.port or 5432,
-        user=parsed.username or "postgres",
-        password=parsed.password,
-        database=parsed.database or "postgres",
-    )
-    try:
-        await connection.execute(statement)
-    finally:
-        await connection.close()
 
 
 @pytest.fixture(scope="session")
@@ -75,7 +59,7 @@ def postgres_url() -> Iterator[str]:
         )
     name = f"newsbot_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     try:
-        asyncio.run(_admin(POSTGRES_URL, f'CREATE DATABASE "{name}"'))
+        asyncio.run(execute_as_admin(POSTGRES_URL, f'CREATE DATABASE "{name}"'))
     except OSError as exc:
         if POSTGRES_REQUIRED:
             pytest.fail(f"PostgreSQL at {POSTGRES_URL} is required but unreachable: {exc}")
@@ -89,7 +73,7 @@ def postgres_url() -> Iterator[str]:
 
     asyncio.run(build())
     yield url
-    asyncio.run(_admin(POSTGRES_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    asyncio.run(execute_as_admin(POSTGRES_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -279,6 +279,16 @@ class _RateLimiter:
 # Text: Telegram's HTML parse mode and length rules
 
 
+def most_within(times: list[float], seconds: float) -> int:
+    """The most of these (sorted) moments inside any window of ``seconds`` (sliding)."""
+    best = start = 0
+    for end, moment in enumerate(times):
+        while moment - times[start] >= seconds:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
 def utf16_length(text: str) -> int:
     """Length in UTF-16 code units, the unit of Telegram's entity offsets."""
     return len(text.encode("utf-16-le", "surrogatepass")) // 2
@@ -1120,12 +1130,7 @@ class FakeBotAPI:
     def max_in_window(self, seconds: float, chat_id: int | None = None) -> int:
         """The most sends accepted within any window of ``seconds`` (sliding)."""
         sent = self.sent if chat_id is None else self._by_chat.get(chat_id, [])
-        best = start = 0
-        for end, message in enumerate(sent):
-            while message.at - sent[start].at >= seconds:
-                start += 1
-            best = max(best, end - start + 1)
-        return best
+        return most_within([message.at for message in sent], seconds)
 
     def max_per_second(self, chat_id: int | None = None) -> int:
         """The most sends accepted within any one second (overall or to one chat)."""

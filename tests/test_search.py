@@ -27,7 +27,8 @@ from storage.articles import (
 from storage.db import Database, alembic_config
 from storage.feeds import add_feed
 from storage.models import Article, UTCDateTime
-from tests.conftest import POSTGRES_URL, _admin, _asyncpg_url
+from tests.conftest import POSTGRES_URL, _asyncpg_url
+from tests.postgres import execute_as_admin
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 FEED_URL = "https://news.example/rss"
@@ -414,11 +415,11 @@ async def blank_database(request: pytest.FixtureRequest, tmp_path: Path) -> Asyn
     if not POSTGRES_URL:
         pytest.skip("PostgreSQL tests need NEWSBOT_TEST_POSTGRES_URL")
     name = f"newsbot_blank_{uuid.uuid4().hex[:12]}"
-    await _admin(POSTGRES_URL, f'CREATE DATABASE "{name}"')
+    await execute_as_admin(POSTGRES_URL, f'CREATE DATABASE "{name}"')
     try:
         yield make_url(_asyncpg_url(POSTGRES_URL)).set(database=name).render_as_string(False)
     finally:
-        await _admin(POSTGRES_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await execute_as_admin(POSTGRES_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def migrate(db: Database, revision: str, *, down: bool = False) -> None:
