@@ -34,8 +34,7 @@ from aiohttp import web  # noqa: E402
 from bot.app import open_core  # noqa: E402
 from bot.config import load_settings  # noqa: E402
 from storage.feeds import add_feed  # noqa: E402
-
-HEADLINES = ROOT.parent / "shared" / "feeds" / "real" / "headlines"
+from tests.corpus import HEADLINES  # noqa: E402
 
 
 def corpus() -> list[str]:

@@ -1,6 +1,6 @@
 """Benchmark archive search over a large synthetic Arabic archive, on SQLite and PostgreSQL.
 
-Builds N articles (default 200,000) from the real headlines in shared/feeds/real/headlines,
+Builds N articles (default 200,000) from the real headlines in tests/data/feeds/real/headlines,
 recombined with words of the same corpus, a long tail of rare names, numbers and dates,
 indexed with the text engine (``bot.text.index_text``) and stored through the migrations'
 schema; then runs 100 varied queries (rare, mid-frequency and very common words, two words,
@@ -41,8 +41,8 @@ from bot.text import index_text, query_terms  # noqa: E402
 from storage import articles as search_module  # noqa: E402
 from storage.articles import count_matches, search_articles  # noqa: E402
 from storage.db import Database  # noqa: E402
+from tests.corpus import HEADLINES  # noqa: E402
 
-HEADLINES = ROOT.parent / "shared" / "feeds" / "real" / "headlines"
 NOW = datetime(2026, 9, 1, 12, 0, tzinfo=UTC)
 SPAN = timedelta(days=730)
 FEEDS = 40

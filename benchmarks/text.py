@@ -26,20 +26,19 @@ sys.path.insert(0, str(ROOT))
 from bot.matcher import Matcher  # noqa: E402
 from bot.text import normalize, terms  # noqa: E402
 from bot.topics import ResolvedTopic, resolve  # noqa: E402
-
-SHARED = ROOT.parent / "shared"
+from tests.corpus import HEADLINES, SEED_STORY  # noqa: E402
 
 
 def headlines() -> list[str]:
-    """Real Arabic headlines from shared/ (265, from eight outlets)."""
-    path = SHARED / "feeds" / "real" / "headlines" / "midiakit_rss-headlines_2026-09-01.json"
+    """Real Arabic headlines from the corpus in tests/data (265, from eight outlets)."""
+    path = HEADLINES / "midiakit_rss-headlines_2026-09-01.json"
     return [record["headline"] for record in json.loads(path.read_text("utf-8"))["headlines"]]
 
 
 def articles(count: int, rng: random.Random) -> list[tuple[str, str]]:
     """Realistic articles: a real headline as title, three recombined ones as summary."""
     lines = headlines()
-    seed = (SHARED / "seed" / "breaking-story-ar.txt").read_text("utf-8")
+    seed = SEED_STORY.read_text("utf-8")
     texts = [*lines, *seed.split("\n\n")]
     return [
         (rng.choice(lines), " ".join(rng.choice(texts) for _ in range(3))) for _ in range(count)

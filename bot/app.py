@@ -9,34 +9,37 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator, Awaitable, Coroutine
+import signal
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from functools import cache
 from multiprocessing import get_context
-from typing import Any
+from typing import TYPE_CHECKING
 
-from telegram import Update
-from telegram.ext import ApplicationBuilder, BaseUpdateProcessor
-from telegram.request import BaseRequest
-
-import handlers
 from bot import __version__
 from bot.config import Settings
-from bot.delivery import AlertDelivery
 from bot.fanout import Fanout, Topics
 from bot.fetch import Fetcher, FetchLimits
+from bot.i18n import translator
 from bot.indexing import ready
 from bot.ingest import Ingestor
-from bot.sender import Pacing, Sender
-from bot.services import Services
-from bot.telegram_request import AiohttpRequest
-from handlers.context import CONTEXT_TYPES, NewsbotApplication
 from storage.db import Database, GroupWriter
+from storage.stats import count_feeds_and_readers
+
+# The Telegram side is imported by build_application, when the bot runs: the other
+# commands of the CLI do without python-telegram-bot (a third of a second to import).
+if TYPE_CHECKING:
+    from telegram.request import BaseRequest
+
+    from bot.sender import Sender
+    from handlers.context import NewsbotApplication
 
 log = logging.getLogger(__name__)
+# What the operator reads is English; the catalogs carry it all the same.
+_ = translator("en").gettext
+ngettext = translator("en").ngettext
 
 # How often the watcher looks for due feeds; each feed keeps its own POLL_INTERVAL.
 WATCH_TICK = 0.5
@@ -51,6 +54,7 @@ class Core:
     db: Database
     fetcher: Fetcher
     ingestor: Ingestor
+    parse_pool: ProcessPoolExecutor | None
 
 
 def fetch_limits(settings: Settings, *, allow_private: bool = True) -> FetchLimits:
@@ -70,13 +74,13 @@ def fetch_limits(settings: Settings, *, allow_private: bool = True) -> FetchLimi
 async def open_core(
     settings: Settings, *, upgrade: bool = True, fanout: Fanout | None = None
 ) -> AsyncIterator[Core]:
-    """Open the database (upgrading its schema) and the fetcher; close both on exit.
+    """Open the database (upgrading its schema), the fetchers and the parse workers; close
+    them all on exit.
 
     With ``fanout``, new breaking articles become alerts as they are stored.
     """
     quiet_noisy_loggers()
     db = Database(settings.database_url)
-    pool = parse_pool(settings.parse_workers)
     try:
         if upgrade:
             await db.upgrade()
@@ -88,32 +92,52 @@ async def open_core(
             Fetcher(fetch_limits(settings)) as fetcher,
             Fetcher(chat_limits) as chat_fetcher,
         ):
-            ingestor = Ingestor(
-                db,
-                fetcher,
-                chat_fetcher=chat_fetcher,
-                poll_interval=timedelta(seconds=settings.poll_interval),
-                backlog_age=settings.backlog_age,
-                max_backoff=timedelta(seconds=settings.max_backoff),
-                parse_pool=pool,
-                fanout=fanout,
-                markers=settings.breaking_markers,
-            )
-            try:
-                yield Core(settings=settings, db=db, fetcher=fetcher, ingestor=ingestor)
-            finally:
-                await ingestor.aclose()
+            with parse_pool(settings.parse_workers) as pool:
+                ingestor = Ingestor(
+                    db,
+                    fetcher,
+                    chat_fetcher=chat_fetcher,
+                    poll_interval=timedelta(seconds=settings.poll_interval),
+                    backlog_age=settings.backlog_age,
+                    max_backoff=timedelta(seconds=settings.max_backoff),
+                    parse_pool=pool,
+                    fanout=fanout,
+                    markers=settings.breaking_markers,
+                )
+                try:
+                    yield Core(
+                        settings=settings,
+                        db=db,
+                        fetcher=fetcher,
+                        ingestor=ingestor,
+                        parse_pool=pool,
+                    )
+                finally:
+                    await ingestor.aclose()
     finally:
         await db.dispose()
 
 
-@cache
-def parse_pool(workers: int) -> ProcessPoolExecutor | None:
-    """The process pool that parses feeds, one per process, started on first use."""
+@contextmanager
+def parse_pool(workers: int) -> Iterator[ProcessPoolExecutor | None]:
+    """The processes that parse feeds (started on first use), stopped on exit; ``None``
+    (parse in a thread) for no workers."""
     if workers == 0:
-        return None
+        yield None
+        return
     # spawn, not fork: this process has threads (aiosqlite, executors) that fork would copy.
-    return ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+    pool = ProcessPoolExecutor(
+        max_workers=workers, mp_context=get_context("spawn"), initializer=_ignore_interrupts
+    )
+    try:
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _ignore_interrupts() -> None:
+    # Ctrl-C reaches the whole process group: the parent stops the workers in its own time.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def quiet_noisy_loggers() -> None:
@@ -133,11 +157,20 @@ SEND_CONNECTIONS = 128
 STOP_GRACE = 10.0
 
 
-def build_application(settings: Settings) -> NewsbotApplication:
+def build_application(
+    settings: Settings, *, announce: Callable[[str], None] = log.warning
+) -> NewsbotApplication:
     """The Telegram Application with every handler registered and the services wired in:
-    they open in ``post_init`` and close on shutdown (SIGINT, SIGTERM)."""
+    they open in ``post_init`` and close on shutdown (SIGINT, SIGTERM). ``announce`` gets
+    the line saying the bot is up, and the one saying it stopped."""
+    from telegram.ext import ApplicationBuilder
+
+    import handlers
+    from handlers.context import CONTEXT_TYPES
+    from handlers.ordering import InOrderPerChat
+
     assert settings.token is not None  # noqa: S101 - the CLI checked it
-    runtime = Runtime(settings)
+    runtime = Runtime(settings, announce)
     application: NewsbotApplication = (
         ApplicationBuilder()
         .token(settings.token.get_secret_value())
@@ -155,50 +188,11 @@ def build_application(settings: Settings) -> NewsbotApplication:
     return application
 
 
-class InOrderPerChat(BaseUpdateProcessor):
-    """Updates of different chats are handled concurrently, those of one chat in the order
-    they came: "/follow X" then "/unfollow X" never ends up following X. A chat that floods
-    the bot has at most ``per_chat`` updates waiting; the rest are dropped, so it cannot
-    take every slot from the others."""
-
-    def __init__(self, max_concurrent_updates: int, per_chat: int = 8) -> None:
-        super().__init__(max_concurrent_updates)
-        self._per_chat = per_chat
-        self._chats: dict[int, tuple[asyncio.Lock, int]] = {}  # lock, updates using it
-
-    async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
-        """Wait for this chat's earlier updates, then handle this one."""
-        chat = update.effective_chat if isinstance(update, Update) else None
-        if chat is None:
-            await coroutine
-            return
-        lock, users = self._chats.get(chat.id, (asyncio.Lock(), 0))
-        if users >= self._per_chat:
-            log.warning("chat %s floods the bot: an update dropped", chat.id)
-            if isinstance(coroutine, Coroutine):
-                coroutine.close()
-            return
-        self._chats[chat.id] = (lock, users + 1)
-        try:
-            async with lock:  # FIFO: the updates of one chat keep their order
-                await coroutine
-        finally:
-            lock, users = self._chats[chat.id]
-            if users == 1:
-                del self._chats[chat.id]
-            else:
-                self._chats[chat.id] = (lock, users - 1)
-
-    async def initialize(self) -> None:
-        """Nothing to open."""
-
-    async def shutdown(self) -> None:
-        """Nothing to close."""
-
-
 def telegram_request(connections: int, *, read_timeout: float = 10.0) -> BaseRequest:
     """The HTTP client python-telegram-bot talks to the Bot API through: aiohttp, whose
     per-request cost is a sixth of httpx's (benchmarks/telegram_request.py)."""
+    from bot.telegram_request import AiohttpRequest
+
     return AiohttpRequest(
         connection_pool_size=connections, read_timeout=read_timeout, pool_timeout=5.0
     )
@@ -208,8 +202,10 @@ class Runtime:
     """The services ``newsbot run`` keeps while the Application runs: the core, the
     followed topics, the feed watcher and the sender."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, announce: Callable[[str], None]) -> None:
         self._settings = settings
+        self._announce = announce
+        self._started = False
         self._stack = AsyncExitStack()
         self._watching: asyncio.Task[None] | None = None
         self._sending: asyncio.Task[None] | None = None
@@ -218,17 +214,22 @@ class Runtime:
 
     async def start(self, application: NewsbotApplication) -> None:
         """Open everything, then start watching feeds and sending."""
+        import handlers
+        from bot.delivery import AlertDelivery
+        from bot.sender import Pacing, Sender
+        from bot.services import Services
+
         settings = self._settings
         topics = Topics()
         fanout = Fanout(topics, on_alert=self._wake_sender)
         core = await self._stack.enter_async_context(open_core(settings, fanout=fanout))
-        pool = parse_pool(settings.parse_workers)
-        if pool is not None:
+        if core.parse_pool is not None:
             # Start the parse workers now: the first breaking story must not wait for them.
             for _ in range(settings.parse_workers):
-                pool.submit(ready)
+                core.parse_pool.submit(ready)
         async with core.db.sessions() as session:
             loaded = await topics.load(session)
+            feeds, readers = await count_feeds_and_readers(session)
         log.info("following %d topics", loaded)
         deliver = AlertDelivery(
             application.bot,
@@ -257,6 +258,10 @@ class Runtime:
         await handlers.publish_commands(application.bot, settings.admins)
         self._watching = asyncio.create_task(core.ingestor.watch(tick=WATCH_TICK))
         self._sending = asyncio.create_task(self._send(core.db, application.bot.id))
+        self._started = True
+        self._announce(
+            _running_line(application.bot.username, feeds, readers, settings.webhook_url)
+        )
 
     async def stop(self, _application: NewsbotApplication) -> None:
         """Stop taking work: the sender finishes what is in flight, the watcher stops."""
@@ -283,6 +288,8 @@ class Runtime:
         if self._writer is not None:
             await self._writer.aclose()
         await self._stack.aclose()
+        if self._started:
+            self._announce(_("stopped: alerts in flight were sent or put back in the queue"))
 
     def _wake_sender(self) -> None:
         if self._sender is not None:
@@ -293,3 +300,13 @@ class Runtime:
         # One sender per bot: a second process waits here and takes over if the first dies.
         async with db.exclusive(f"newsbot-sender-{bot_id}"):
             await self._sender.run()
+
+
+def _running_line(username: str, feeds: int, readers: int, webhook_url: str | None) -> str:
+    mode = _("webhook at {url}").format(url=webhook_url) if webhook_url else _("long polling")
+    return _("running as @{name}: {feeds}, {readers}, {mode}").format(
+        name=username,
+        feeds=ngettext("{count} feed", "{count} feeds", feeds).format(count=feeds),
+        readers=ngettext("{count} reader", "{count} readers", readers).format(count=readers),
+        mode=mode,
+    )

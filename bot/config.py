@@ -6,18 +6,27 @@ values it needs. A wrong value becomes :class:`ConfigError`, one line naming the
 
 from __future__ import annotations
 
+import difflib
 import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.breaking import DEFAULT_MARKERS
+from bot.i18n import translator
 
 ENV_PREFIX = "NEWSBOT_"
+ENV_FILE = Path(".env")
+# Variables with the prefix that are no settings: read by scripts/ and the test suite.
+TOOL_VARIABLES = frozenset(
+    {"NEWSBOT_VENV", "NEWSBOT_TEST_POSTGRES_URL", "NEWSBOT_REQUIRE_POSTGRES"}
+)
+_ = translator("en").gettext
 DEFAULT_API_URL = "https://api.telegram.org/bot"
 
 
@@ -35,7 +44,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
-        env_file=".env",
+        env_file=ENV_FILE,
         env_file_encoding="utf-8",
         extra="ignore",
         validate_default=True,
@@ -181,6 +190,38 @@ class Settings(BaseSettings):
     def backlog_age(self) -> timedelta:
         """Age beyond which a new item is archived without alerting."""
         return timedelta(hours=self.backlog_hours)
+
+
+def unknown_variables(env_file: Path = ENV_FILE) -> list[str]:
+    """A warning for each ``NEWSBOT_`` variable, in the environment or in ``.env``, that is
+    no setting (a typo such as ``NEWSBOT_TOKN`` would otherwise be ignored in silence)."""
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    found = {
+        name.upper(): _("the environment")
+        for name in os.environ
+        if name.upper().startswith(ENV_PREFIX)
+    }
+    if env_file.is_file():
+        found.update(
+            (name.upper(), str(env_file))
+            for name in dotenv_values(env_file)
+            if name.upper().startswith(ENV_PREFIX)
+        )
+    warnings = []
+    for name, where in sorted(found.items()):
+        if name in known or name in TOOL_VARIABLES:
+            continue
+        close = difflib.get_close_matches(name, known, n=1)
+        warnings.append(
+            _("{name} (in {where}) is not a setting and is ignored; did you mean {close}?").format(
+                name=name, where=where, close=close[0]
+            )
+            if close
+            else _("{name} (in {where}) is not a setting and is ignored").format(
+                name=name, where=where
+            )
+        )
+    return warnings
 
 
 def load_settings(**overrides: Any) -> Settings:

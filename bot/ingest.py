@@ -143,7 +143,12 @@ class Ingestor:
                 group.create_task(one(state))
         return summary
 
-    async def watch(self, *, tick: float = 1.0) -> None:
+    async def watch(
+        self,
+        *,
+        tick: float = 1.0,
+        on_progress: Callable[[FeedOutcome], None] | None = None,
+    ) -> None:
         """Poll each feed whenever it is due, forever; a slow feed holds up no other."""
         in_flight: dict[int, asyncio.Task[FeedOutcome]] = {}
         while True:
@@ -153,7 +158,7 @@ class Ingestor:
                 if state.id not in in_flight:
                     task = asyncio.create_task(self._poll_state(state))
                     in_flight[state.id] = task
-                    task.add_done_callback(partial(_forget, in_flight, state.id))
+                    task.add_done_callback(partial(_forget, in_flight, state.id, on_progress))
             try:
                 await asyncio.sleep(tick)
             except asyncio.CancelledError:
@@ -306,8 +311,15 @@ class Ingestor:
         return articles
 
 
-def _forget(in_flight: dict[int, asyncio.Task[FeedOutcome]], feed_id: int, _task: object) -> None:
+def _forget(
+    in_flight: dict[int, asyncio.Task[FeedOutcome]],
+    feed_id: int,
+    on_progress: Callable[[FeedOutcome], None] | None,
+    task: asyncio.Task[FeedOutcome],
+) -> None:
     in_flight.pop(feed_id, None)
+    if on_progress is not None and not task.cancelled() and task.exception() is None:
+        on_progress(task.result())
 
 
 def _state(feed: Feed) -> _FeedState:

@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any, TypeVar
 
@@ -33,6 +34,14 @@ _IMMEDIATE = "newsbot_begin_immediate"
 
 T = TypeVar("T")
 WriteJob = Callable[[AsyncSession], Awaitable[T]]
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaChange:
+    """What an upgrade did: the revision before (``None``: a new database) and after."""
+
+    before: str | None
+    after: str
 
 
 class Database:
@@ -60,10 +69,10 @@ class Database:
         """A writer that shares one transaction among the jobs queued while it commits."""
         return GroupWriter(self)
 
-    async def upgrade(self) -> None:
+    async def upgrade(self) -> SchemaChange:
         """Bring the schema to the newest migration (a no-op when it is already there)."""
         async with self.engine.begin() as connection:
-            await connection.run_sync(_upgrade)
+            return await connection.run_sync(_upgrade)
 
     async def pending_migrations(self) -> bool:
         """Whether the schema is behind the newest migration."""
@@ -171,10 +180,14 @@ def alembic_config() -> Config:
     return config
 
 
-def _upgrade(connection: Connection) -> None:
+def _upgrade(connection: Connection) -> SchemaChange:
+    before = MigrationContext.configure(connection).get_current_revision()
     config = alembic_config()
     config.attributes["connection"] = connection
     command.upgrade(config, "head")
+    after = MigrationContext.configure(connection).get_current_revision()
+    assert after is not None  # noqa: S101 - "head" is a revision
+    return SchemaChange(before=before, after=after)
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:

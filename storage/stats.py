@@ -71,4 +71,11 @@ async def collect_stats(session: AsyncSession, now: datetime) -> Stats:
     )
 
 
-__all__ = ["FeedError", "Stats", "collect_stats"]
+async def count_feeds_and_readers(session: AsyncSession) -> tuple[int, int]:
+    """How many feeds are watched and how many chats receive alerts."""
+    feeds = await session.scalar(select(func.count()).select_from(Feed)) or 0
+    readers = await session.scalar(select(func.count()).where(Chat.active.is_(True))) or 0
+    return int(feeds), int(readers)
+
+
+__all__ = ["FeedError", "Stats", "collect_stats", "count_feeds_and_readers"]

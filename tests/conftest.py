@@ -24,8 +24,6 @@ from tests.postgres import execute_as_admin
 # opted into (as the bot does in bot/runner.py).
 os.environ.setdefault("PTB_TIMEDELTA", "true")
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("NEWSBOT_SHARED_DIR", ROOT.parent / "shared"))
 POSTGRES_URL = os.environ.get("NEWSBOT_TEST_POSTGRES_URL")
 POSTGRES_REQUIRED = os.environ.get("NEWSBOT_REQUIRE_POSTGRES") == "1"
 

@@ -67,9 +67,14 @@ def _process_env(env: Mapping[str, str]) -> dict[str, str]:
 
 async def newsbot_command(*args: str, env: Mapping[str, str], cwd: Path) -> Result:
     """Run one ``newsbot`` command (``feeds add URL``…) as a process, to the end."""
+    return await run_process(NEWSBOT, *args, env=env, cwd=cwd)
+
+
+async def run_process(*argv: str, env: Mapping[str, str], cwd: Path) -> Result:
+    """Run a program to the end with this environment's NEWSBOT_ variables replaced by
+    ``env``; what it printed."""
     process = await asyncio.create_subprocess_exec(
-        NEWSBOT,
-        *args,
+        *argv,
         env=_process_env(env),
         cwd=cwd,
         stdin=asyncio.subprocess.DEVNULL,
@@ -93,8 +98,16 @@ async def add_feed(url: str, *, env: Mapping[str, str], cwd: Path, breaking: boo
 class BotProcess:
     """One ``newsbot run`` process; its output goes to files so a chatty bot never blocks."""
 
-    def __init__(self, fake: FakeBotAPI, env: Mapping[str, str], directory: Path) -> None:
+    def __init__(
+        self,
+        fake: FakeBotAPI,
+        env: Mapping[str, str],
+        directory: Path,
+        *,
+        command: str = NEWSBOT,
+    ) -> None:
         self.fake = fake
+        self.command = command
         self.env = dict(env)
         self.directory = directory
         self.process: asyncio.subprocess.Process | None = None
@@ -124,7 +137,7 @@ class BotProcess:
         self._files += [stdout, stderr]
         self.started_at = time.monotonic()
         self.process = await asyncio.create_subprocess_exec(
-            NEWSBOT,
+            self.command,
             "run",
             env=_process_env(self.env),
             cwd=self.directory,

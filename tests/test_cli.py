@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import os
+import signal
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,8 +16,11 @@ from pathlib import Path
 from unittest import mock
 
 from aiohttp import web
+from telegram.error import NetworkError
 
 from bot.cli import main
+from bot.config import DEFAULT_API_URL
+from bot.runner import bot_api_problem
 from storage.articles import ArticleData, upsert_articles
 from storage.db import Database
 from storage.feeds import add_feed
@@ -294,3 +298,106 @@ async def test_db_reindex_brings_stale_search_terms_up_to_date(
     assert reindexed.code == 0 and reindexed.out.startswith("re-indexed 1 article ")
     after = await newsbot("search", "الطاقة الشمسية", "--json", env=env, cwd=tmp_path)
     assert "للطاقة الشمسية" in after.out
+
+
+async def test_one_liners_say_what_really_happened(
+    db: Database, feed_server: FeedServer, tmp_path: Path
+) -> None:
+    """An unwritable export file, a page past the last and a one-item feed are each told as
+    they are, not as a database problem, an empty archive or "1 items"."""
+    env = {"NEWSBOT_DATABASE_URL": db.url.render_as_string(False)}
+    one = make_rss("وكالة", [Item("غزة: هدنة جديدة", "https://news.example/gaza")])
+    added = await newsbot("feeds", "add", feed_server.add("one.xml", one), env=env)
+    assert "(1 item, archived without alerts)" in added.out
+
+    exported = await newsbot("feeds", "export", "-o", "/no/such/dir/f.opml", env=env)
+    line = one_line_error(exported)
+    assert "cannot write /no/such/dir/f.opml: No such file or directory" in line
+    assert "database" not in line
+    written = await newsbot("feeds", "export", "-o", str(tmp_path / "f.opml"), env=env)
+    assert written.code == 0 and "wrote 1 feed to" in written.err
+    assert "xmlUrl" in (tmp_path / "f.opml").read_text(encoding="utf-8")
+
+    past = await newsbot("search", "غزة", "--page", "99", env=env)
+    assert past.code == 0
+    assert "page 99 is past the last: 'غزة' has 1 page of results" in past.out
+    assert "no articles match" not in past.out
+
+
+async def test_db_upgrade_says_whether_it_created_upgraded_or_found_it_current(
+    tmp_path: Path,
+) -> None:
+    """A new database is reported as created, an up-to-date one as up to date."""
+    env = {"NEWSBOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}"}
+    created = await newsbot("db", "upgrade", env=env)
+    assert created.out.startswith("created the database ") and "fresh.db" in created.out
+    again = await newsbot("db", "upgrade", env=env)
+    assert again.out.startswith("the database is up to date (schema revision ")
+
+
+async def test_unknown_variables_are_warned_about(tmp_path: Path) -> None:
+    """A misspelt NEWSBOT_ variable in .env or the environment is named, with the setting it
+    probably meant; the command still runs."""
+    (tmp_path / ".env").write_text("NEWSBOT_TOKN=123:abc\nNEWSBOT_TIMEZONE=UTC\n")
+    result = await newsbot_process(
+        "feeds", "list", env={"NEWSBOT_POLL_INTERVALL": "5"}, cwd=tmp_path
+    )
+    assert result.code == 0, result.err
+    assert result.err.splitlines() == [
+        "newsbot: warning: NEWSBOT_POLL_INTERVALL (in the environment) is not a setting and is"
+        " ignored; did you mean NEWSBOT_POLL_INTERVAL?",
+        "newsbot: warning: NEWSBOT_TOKN (in .env) is not a setting and is ignored; did you mean"
+        " NEWSBOT_TOKEN?",
+    ]
+
+
+async def test_an_unreachable_bot_api_is_not_blamed_on_the_wrong_setting(tmp_path: Path) -> None:
+    """A Bot API that cannot be reached is told as such: Telegram's own points at the network,
+    a local one at that server or NEWSBOT_API_URL; neither blames the token."""
+    env = {
+        "NEWSBOT_TOKEN": "123456:fake",
+        "NEWSBOT_API_URL": "http://127.0.0.1:9/bot",  # the discard port: nothing listens
+        "NEWSBOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'n.db'}",
+    }
+    line = one_line_error(await newsbot_process("run", env=env, cwd=tmp_path))
+    assert line.startswith("newsbot: cannot reach the Bot API at http://127.0.0.1:9/bot (")
+    assert "NEWSBOT_TOKEN" not in line
+
+    telegrams = bot_api_problem(NetworkError("Connection refused"), DEFAULT_API_URL)
+    assert "network" in telegrams and "NEWSBOT_API_URL" not in telegrams
+
+
+async def test_continuous_poll_reports_news_and_stops_cleanly_on_a_signal(
+    db: Database, feed_server: FeedServer, tmp_path: Path
+) -> None:
+    """`newsbot poll` says what it polls, prints a line for each feed with news, and exits 0
+    on SIGINT and on SIGTERM, its parse workers stopped (no leaked semaphores)."""
+    env = {
+        "NEWSBOT_DATABASE_URL": db.url.render_as_string(False),
+        "NEWSBOT_POLL_INTERVAL": "1",
+        "NEWSBOT_PARSE_WORKERS": "1",
+    }
+    url = feed_server.add("ar.xml", arabic_feed())
+    assert (await newsbot("feeds", "add", url, env=env)).code == 0
+    for number in (signal.SIGINT, signal.SIGTERM):
+        process = await asyncio.create_subprocess_exec(
+            NEWSBOT,
+            "poll",
+            env={k: v for k, v in os.environ.items() if not k.startswith("NEWSBOT_")} | env,
+            cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        assert process.stderr is not None
+        first = await asyncio.wait_for(process.stderr.readline(), 30)
+        assert first.decode().startswith("newsbot: polling 1 feed, each every 1 s")
+        if number == signal.SIGINT:  # news arrives: the next poll reports it
+            fresh = Item("عاجل: زلزال في تركيا", "https://news.example/quake")
+            feed_server.add("ar.xml", make_rss("وكالة الأنباء", [fresh]))
+            news = await asyncio.wait_for(process.stderr.readline(), 30)
+            assert news.decode().startswith("newsbot: feed 1 (وكالة الأنباء): 1 new article")
+        process.send_signal(number)
+        _out, err = await asyncio.wait_for(process.communicate(), 30)
+        assert process.returncode == 0, err.decode()
+        assert err.decode().strip().endswith("newsbot: stopped")
+        assert "Traceback" not in err.decode() and "leaked" not in err.decode()

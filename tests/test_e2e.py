@@ -6,6 +6,7 @@ traceback or error logged."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -279,7 +280,15 @@ async def test_a_new_reader_follows_gets_one_arabic_alert_finds_it_and_stops(
     reader, fellow, egypt_fan, browser = 1101, 1102, 1103, 1104
     url = feed_server.add("news.xml", feed(story("مصر تستضيف قمة اقتصادية", "egypt", age=OLD)))
     env = bot_env(fake_api, url_of(db))
-    async with running_newsbot(fake_api, env, tmp_path, add_feed(url, env=env, cwd=tmp_path)):
+    async with running_newsbot(
+        fake_api, env, tmp_path, add_feed(url, env=env, cwd=tmp_path)
+    ) as bot:
+        # The operator sees that it is up, as whom, with how much, and how it listens.
+        assert re.search(
+            r"^newsbot: running as @NewsbotTestBot: [01] feeds?, 0 readers, long polling$",
+            bot.stderr,
+            re.MULTILINE,
+        ), bot.stderr
         for chat, command in (
             (reader, "/follow روسيا"),
             (fellow, "/follow روسيا"),
@@ -339,6 +348,7 @@ async def test_a_new_reader_follows_gets_one_arabic_alert_finds_it_and_stops(
         )
         await wait_until(lambda: outbox_empty(db), what="the outbox to empty")
     assert alert_counts(fake_api, [reader, fellow]) == {reader: 1, fellow: 2}
+    assert bot.stderr.strip().splitlines()[-1].startswith("newsbot: stopped")
 
 
 # --- editors ---------------------------------------------------------------------------------

@@ -1,6 +1,5 @@
-"""parse_feed on the shared real and edge-case feeds, and on hostile or broken documents."""
+"""parse_feed on the real and edge-case feeds in tests/data, and on hostile or broken documents."""
 
-import os
 import re
 import time
 from datetime import UTC, datetime, timedelta
@@ -17,6 +16,7 @@ from bot.feeds import (
     clean_text,
     parse_feed,
 )
+from tests.corpus import FEEDS, feed_documents
 
 FEED_URL = "https://news.example/feeds/rss.xml"
 ARABIC_LETTER = re.compile("[\u0621-\u064a]")
@@ -29,20 +29,18 @@ MOJIBAKE = re.compile("[ØÙÃâ]")
 INVISIBLE = re.compile("[\x00-\x1f\x7f\u200b\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
 
 
-def _feeds_dir() -> Path:
-    shared = os.environ.get("NEWSBOT_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared")
-    return Path(shared) / "feeds"
-
-
-def _documents() -> list[Path]:
-    feeds = _feeds_dir()
-    return sorted(feeds.glob("real/*.xml")) + sorted(feeds.glob("edge/*.xml"))
+def _document(name: str) -> Path:
+    """A feed document of the corpus by file name; the test fails, naming it, if it is missing."""
+    path = next((path for path in feed_documents() if path.name == name), None)
+    if path is None:
+        pytest.fail(f"{name} is not in {FEEDS}/real or {FEEDS}/edge")
+    return path
 
 
 def _manifest_counts() -> dict[str, int]:
     """Item counts by file name, read from the "items" column of both manifests."""
     counts: dict[str, int] = {}
-    for manifest in sorted(_feeds_dir().glob("*/MANIFEST.md")):
+    for manifest in sorted(FEEDS.glob("*/MANIFEST.md")):
         column = None
         for line in manifest.read_text(encoding="utf-8").splitlines():
             cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
@@ -64,20 +62,24 @@ COUNT_CHANGES = {
 
 
 def _parse(name: str) -> ParsedFeed:
-    path = next(path for path in _documents() if path.name == name)
-    return parse_feed(path.read_bytes(), url=FEED_URL)
+    return parse_feed(_document(name).read_bytes(), url=FEED_URL)
 
 
 def _titles(feed: ParsedFeed) -> list[str]:
     return [entry.title for entry in feed.entries]
 
 
-# --- every shared document --------------------------------------------------------------------
+# --- every document of the corpus -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", _documents(), ids=lambda path: path.name)
-def test_every_shared_document_parses_into_clean_entries(path: Path) -> None:
-    """Each shared feed parses, and every field is clean, capped, canonical and UTC."""
+def test_the_feed_corpus_is_present() -> None:
+    """The feed corpus is in tests/data/feeds, so the tests over it cannot pass vacuously."""
+    assert len(feed_documents()) >= 20, f"the feed corpus is missing from {FEEDS}"
+
+
+@pytest.mark.parametrize("path", feed_documents(), ids=lambda path: path.name)
+def test_every_feed_document_parses_into_clean_entries(path: Path) -> None:
+    """Each feed of the corpus parses, and every field is clean, capped, canonical and UTC."""
     feed = parse_feed(path.read_bytes(), {"Content-Type": "application/rss+xml"}, FEED_URL)
     assert len(feed.title) <= TITLE_LIMIT
     assert feed.link is None or feed.link.startswith(("http://", "https://"))
@@ -107,8 +109,8 @@ def test_item_counts_match_the_manifests(name: str) -> None:
 def test_the_manifests_were_read() -> None:
     """The manifest reader finds every listed feed, so the count test cannot pass vacuously."""
     counts = _manifest_counts()
-    assert counts["aljazeera-arabic_tiktok-feedgen_2025-04-19.xml"] == 38
-    assert len(counts) >= 20
+    assert len(counts) >= 20, f"the manifests in {FEEDS} list {len(counts)} feeds"
+    assert counts.get("aljazeera-arabic_tiktok-feedgen_2025-04-19.xml") == 38
 
 
 # --- Arabic-script outlets --------------------------------------------------------------------
@@ -146,7 +148,7 @@ def test_legacy_arabic_encodings_give_the_same_entries_as_utf8(name: str) -> Non
 
 def test_charset_from_the_http_header_wins_over_the_prolog() -> None:
     """A windows-1256 body labelled only by its HTTP header (the prolog lies) reads as Arabic."""
-    path = _feeds_dir() / "edge" / "derived_aljazeera-arabic_windows-1256.xml"
+    path = _document("derived_aljazeera-arabic_windows-1256.xml")
     body = path.read_bytes().replace(b"encoding='windows-1256'", b"encoding='iso-8859-1'", 1)
     assert body != path.read_bytes()
     feed = parse_feed(body, {"Content-Type": "text/xml; charset=windows-1256"}, FEED_URL)
@@ -156,7 +158,7 @@ def test_charset_from_the_http_header_wins_over_the_prolog() -> None:
 
 def test_iso_8859_6_from_the_http_header_is_honoured() -> None:
     """An ISO-8859-6 body with no encoding in its prolog is read by the HTTP charset."""
-    path = _feeds_dir() / "edge" / "derived_aljazeera-arabic_iso-8859-6.xml"
+    path = _document("derived_aljazeera-arabic_iso-8859-6.xml")
     body = re.sub(rb"encoding=['\"][^'\"]+['\"]", b"", path.read_bytes(), count=1)
     feed = parse_feed(body, {"content-type": "application/rss+xml; charset=ISO-8859-6"})
     original = _parse("aljazeera-arabic_tiktok-feedgen_2025-04-19.xml")
@@ -165,7 +167,7 @@ def test_iso_8859_6_from_the_http_header_is_honoured() -> None:
 
 def test_wrong_utf8_header_does_not_hide_a_windows_1256_prolog() -> None:
     """A server's default "charset=utf-8" over windows-1256 bytes loses to the bytes' prolog."""
-    path = _feeds_dir() / "edge" / "derived_aljazeera-arabic_windows-1256.xml"
+    path = _document("derived_aljazeera-arabic_windows-1256.xml")
     feed = parse_feed(path.read_bytes(), {"content-type": "text/xml; charset=utf-8"})
     original = _parse("aljazeera-arabic_tiktok-feedgen_2025-04-19.xml")
     assert _titles(feed) == _titles(original)
@@ -173,7 +175,7 @@ def test_wrong_utf8_header_does_not_hide_a_windows_1256_prolog() -> None:
 
 def test_undeclared_windows_1256_is_recognised_as_arabic() -> None:
     """windows-1256 Arabic with no label at all is detected, not read as Latin mojibake."""
-    path = _feeds_dir() / "edge" / "derived_aljazeera-arabic_windows-1256.xml"
+    path = _document("derived_aljazeera-arabic_windows-1256.xml")
     body = re.sub(rb"encoding=['\"][^'\"]+['\"]", b"", path.read_bytes(), count=1)
     feed = parse_feed(body)
     original = _parse("aljazeera-arabic_tiktok-feedgen_2025-04-19.xml")
@@ -183,7 +185,7 @@ def test_undeclared_windows_1256_is_recognised_as_arabic() -> None:
 
 def test_one_broken_byte_does_not_turn_utf8_arabic_into_mojibake() -> None:
     """A UTF-8 feed with one cut letter keeps its Arabic and marks the spot with U+FFFD."""
-    path = _feeds_dir() / "real" / "aljazeera-arabic_tiktok-feedgen_2025-04-19.xml"
+    path = _document("aljazeera-arabic_tiktok-feedgen_2025-04-19.xml")
     body = path.read_bytes()
     cut = body.index("مستوطنون".encode())
     feed = parse_feed(body[:cut] + body[cut + 1 :])

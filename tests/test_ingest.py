@@ -22,7 +22,7 @@ from bot.config import load_settings
 from storage.db import Database
 from storage.feeds import add_feed
 from storage.models import Article, Feed
-from tests.conftest import SHARED
+from tests.corpus import FEEDS, feed_documents
 from tests.feedserver import FeedServer, Item, make_rss
 
 ARABIC = re.compile(r"[\u0600-\u06FF]")
@@ -64,21 +64,16 @@ async def feed_row(db: Database, feed_id: int) -> Feed:
         return feed
 
 
-def shared_documents() -> list[Path]:
-    """Every feed document in shared/feeds."""
-    return sorted(path for path in (SHARED / "feeds").rglob("*.xml"))
+def test_the_feed_corpus_is_present() -> None:
+    """The feed corpus is in tests/data/feeds, so the test over it cannot pass vacuously."""
+    assert len(feed_documents()) >= 20, f"the feed corpus is missing from {FEEDS}"
 
 
-def test_shared_feeds_are_present() -> None:
-    """The shared feed corpus is where the tests expect it (CI lays it beside the clone)."""
-    assert len(shared_documents()) >= 20
-
-
-@pytest.mark.parametrize("path", shared_documents(), ids=lambda path: path.name)
-async def test_every_shared_feed_is_ingested(
+@pytest.mark.parametrize("path", feed_documents(), ids=lambda path: path.name)
+async def test_every_feed_document_is_ingested(
     path: Path, feed_server: FeedServer, sqlite_url: str
 ) -> None:
-    """Each real and edge-case document is fetched and stored without error, sensibly."""
+    """Each real and edge-case document of the corpus is fetched and stored, sensibly."""
     async with core_for(sqlite_url) as core:
         url = feed_server.add(path.name, path.read_bytes(), content_type="application/xml")
         feed_id = await watch(core.db, url)
@@ -316,7 +311,7 @@ async def test_a_hanging_server_does_not_delay_the_others(
         for n in range(5)
     ]
     finished: dict[int, float] = {}
-    async with core_for(database_url, fetch_timeout=2, fetch_per_host=10) as core:
+    async with core_for(database_url, fetch_timeout=5, fetch_per_host=10) as core:
         hang_id = await watch(db, hang)
         good_ids = [await watch(db, url) for url in good]
         started = time.monotonic()
@@ -326,8 +321,9 @@ async def test_a_hanging_server_does_not_delay_the_others(
             )
         )
     assert summary.count("fetched") == 5 and summary.count("failed") == 1
-    assert max(finished[feed_id] for feed_id in good_ids) < 1.0
-    assert finished[hang_id] >= 2.0
+    # The others were done long before the hanging one gave up (ordering, not a stopwatch).
+    assert max(finished[feed_id] for feed_id in good_ids) < finished[hang_id] - 2.0
+    assert finished[hang_id] >= 5.0
     assert "timed out" in (await feed_row(db, hang_id)).last_error  # type: ignore[operator]
 
 
