@@ -311,7 +311,7 @@ async def count_subscriptions(database_url: str) -> int:
 
 async def seed_followers(database_url: str, chat_ids: range, phrase: str) -> None:
     """Chats following ``phrase``, written directly (when the commands are not measured)."""
-    from bot.topics import ResolvedTopic, load_catalog, resolve
+    from bot.text.topics import ResolvedTopic, load_catalog, resolve
     from storage.subscriptions import upsert_topic
 
     followed = resolve(phrase, load_catalog())

@@ -4,7 +4,7 @@ Builds N articles (default 200,000) from the real headlines in tests/data/feeds/
 recombined with words of the same corpus, a long tail of rare names, numbers and dates,
 indexed with the text engine (``bot.text.index_text``) and stored through the migrations'
 schema; then runs 100 varied queries (rare, mid-frequency and very common words, two words,
-names, alternatives) through ``storage.articles.search_articles`` and prints p50 and p95.
+names, alternatives) through ``storage.search.search_articles`` and prints p50 and p95.
 The SQLite file lives in a temporary directory; PostgreSQL gets a scratch database that is
 dropped at the end.
 
@@ -37,10 +37,10 @@ sys.path.insert(0, str(ROOT))
 import asyncpg  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from bot.text import index_text, query_terms  # noqa: E402
+from bot.text.normalise import index_text, query_terms  # noqa: E402
 from storage import articles as search_module  # noqa: E402
-from storage.articles import count_matches, search_articles  # noqa: E402
 from storage.db import Database  # noqa: E402
+from storage.search import count_matches, search_articles  # noqa: E402
 from tests.corpus import HEADLINES  # noqa: E402
 
 NOW = datetime(2026, 9, 1, 12, 0, tzinfo=UTC)

@@ -26,7 +26,7 @@ from telegram import Bot  # noqa: E402
 from telegram.constants import ParseMode  # noqa: E402
 from telegram.request import BaseRequest, HTTPXRequest  # noqa: E402
 
-from bot.telegram_request import AiohttpRequest  # noqa: E402
+from bot.delivery.transport import AiohttpRequest  # noqa: E402
 from tests.fakebotapi import DEFAULT_TOKEN, FakeBotAPI  # noqa: E402
 
 ALERT = (

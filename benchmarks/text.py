@@ -23,9 +23,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bot.matcher import Matcher  # noqa: E402
-from bot.text import normalize, terms  # noqa: E402
-from bot.topics import ResolvedTopic, resolve  # noqa: E402
+from bot.text.matcher import Matcher  # noqa: E402
+from bot.text.normalise import normalize, terms  # noqa: E402
+from bot.text.topics import ResolvedTopic, resolve  # noqa: E402
 from tests.corpus import HEADLINES, SEED_STORY  # noqa: E402
 
 

@@ -20,11 +20,12 @@ from typing import TYPE_CHECKING
 
 from bot import __version__
 from bot.config import Settings
-from bot.fanout import Fanout, Topics
-from bot.fetch import Fetcher, FetchLimits
+from bot.delivery.fanout import Fanout, Topics
+from bot.feeds.fetch import Fetcher, FetchLimits
+from bot.feeds.indexing import ready
+from bot.feeds.ingest import Ingestor
+from bot.feeds.reindex import reindex_articles
 from bot.i18n import translator
-from bot.indexing import ready
-from bot.ingest import Ingestor
 from storage.db import Database, GroupWriter
 from storage.stats import count_feeds_and_readers
 
@@ -33,7 +34,7 @@ from storage.stats import count_feeds_and_readers
 if TYPE_CHECKING:
     from telegram.request import BaseRequest
 
-    from bot.sender import Sender
+    from bot.delivery.sender import Sender
     from handlers.context import NewsbotApplication
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,10 @@ async def open_core(
     db = Database(settings.database_url)
     try:
         if upgrade:
-            await db.upgrade()
+            change = await db.upgrade()
+            if change.reindex:
+                reindexed = await reindex_articles(db)
+                log.warning("the schema upgrade recomputed %d articles' search terms", reindexed)
         # Everything loaded so far lives as long as the process: keep it out of the cyclic
         # garbage collector's full scans, which otherwise stall the event loop for 100+ ms.
         gc.freeze()
@@ -101,7 +105,7 @@ async def open_core(
                     backlog_age=settings.backlog_age,
                     max_backoff=timedelta(seconds=settings.max_backoff),
                     parse_pool=pool,
-                    fanout=fanout,
+                    on_new=fanout,
                     markers=settings.breaking_markers,
                 )
                 try:
@@ -191,7 +195,7 @@ def build_application(
 def telegram_request(connections: int, *, read_timeout: float = 10.0) -> BaseRequest:
     """The HTTP client python-telegram-bot talks to the Bot API through: aiohttp, whose
     per-request cost is a sixth of httpx's (benchmarks/telegram_request.py)."""
-    from bot.telegram_request import AiohttpRequest
+    from bot.delivery.transport import AiohttpRequest
 
     return AiohttpRequest(
         connection_pool_size=connections, read_timeout=read_timeout, pool_timeout=5.0
@@ -215,8 +219,9 @@ class Runtime:
     async def start(self, application: NewsbotApplication) -> None:
         """Open everything, then start watching feeds and sending."""
         import handlers
-        from bot.delivery import AlertDelivery
-        from bot.sender import Pacing, Sender
+        from bot.delivery.deliver import AlertDelivery
+        from bot.delivery.pacing import Pacing
+        from bot.delivery.sender import Sender
         from bot.services import Services
 
         settings = self._settings

@@ -17,8 +17,9 @@ from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from bot.breaking import DEFAULT_MARKERS
 from bot.i18n import translator
+from bot.text.breaking import DEFAULT_MARKERS
+from storage.db import default_database_url
 
 ENV_PREFIX = "NEWSBOT_"
 ENV_FILE = Path(".env")
@@ -28,11 +29,6 @@ TOOL_VARIABLES = frozenset(
 )
 _ = translator("en").gettext
 DEFAULT_API_URL = "https://api.telegram.org/bot"
-
-
-def default_database_url() -> str:
-    """SQLite file ``newsbot.db`` in the working directory."""
-    return f"sqlite+aiosqlite:///{Path.cwd() / 'newsbot.db'}"
 
 
 class ConfigError(Exception):

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from bot.fanout import Topics
-from bot.ingest import Ingestor
+from bot.delivery.fanout import Topics
+from bot.feeds.ingest import Ingestor
 from storage.db import Database, GroupWriter
 from storage.models import utcnow
 

@@ -14,10 +14,10 @@ from telegram import InlineKeyboardButton, Message, Update
 from telegram.constants import ChatMemberStatus, ChatType
 from telegram.ext import Application, CallbackContext, ContextTypes, ExtBot
 
-from bot.alerts import topic_label
+from bot.delivery.render import topic_label
 from bot.i18n import DEFAULT_LANGUAGE, LANGUAGES, translator
 from bot.services import Services
-from bot.topics import Catalog, CatalogTopic
+from bot.text.topics import Catalog, CatalogTopic
 from storage.chats import get_chat, upsert_chat
 
 BUTTON_CHARS = 32

@@ -13,10 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions, Update
 from telegram.constants import ParseMode
 
-from bot.alerts import alert_view, render_alert, topic_label
-from bot.feedadmin import FeedAddError, FeedAddReason, add_feed_and_fetch, find_feed
+from bot.delivery.render import alert_view, render_alert, topic_label
+from bot.feeds.admin import FeedAddError, FeedAddReason, add_feed_and_fetch, find_feed
 from bot.services import Draft, Services
-from bot.topics import ResolvedTopic, resolve
+from bot.text.topics import ResolvedTopic, resolve
 from handlers.context import Context, Reader, reader
 from storage.alerts import AlertRecord, create_alert
 from storage.deliveries import CLAIMED, DROPPED, FAILED, PENDING, SENDING, SENT, UNKNOWN

@@ -16,12 +16,12 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOpti
 from telegram.constants import ParseMode
 from telegram.error import BadRequest
 
-from bot.alerts import alert_view
-from bot.breaking import read_headline
-from bot.text import query_terms
+from bot.delivery.render import alert_view
+from bot.text.breaking import read_headline
+from bot.text.normalise import query_terms
 from handlers.context import Context, Reader, reader
 from storage.alerts import list_latest_alerts
-from storage.articles import SEARCH_WINDOW, count_matches, search_articles
+from storage.search import SEARCH_WINDOW, count_matches, search_articles
 
 PAGE_SIZE = 5
 LATEST_ALERTS = 5

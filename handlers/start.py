@@ -13,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, MessageEntity, Update
 from telegram.constants import ParseMode
 
-from bot.alerts import topic_label
-from bot.topics import Catalog, CatalogTopic, ResolvedTopic, from_key, resolve
+from bot.delivery.render import topic_label
+from bot.text.topics import Catalog, CatalogTopic, ResolvedTopic, from_key, resolve
 from handlers.context import Context, Reader, is_group, may_change_topics, pick_button, reader
 from storage.subscriptions import list_chat_topic_keys
 

@@ -21,8 +21,8 @@ from telegram import (
 from telegram.constants import ParseMode
 from telegram.error import BadRequest
 
-from bot.alerts import topic_label
-from bot.topics import (
+from bot.delivery.render import topic_label
+from bot.text.topics import (
     MAX_PHRASE_CHARS,
     MAX_PHRASE_TERMS,
     PHRASE_PREFIX,

@@ -11,7 +11,7 @@ from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.sql.schema import SchemaItem
 
-from bot.config import default_database_url
+from storage.db import default_database_url
 from storage.models import Base
 
 config = context.config

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib.resources import files
+from pathlib import Path
 from typing import Any, TypeVar
 
 from alembic import command
@@ -38,10 +39,18 @@ WriteJob = Callable[[AsyncSession], Awaitable[T]]
 
 @dataclass(frozen=True, slots=True)
 class SchemaChange:
-    """What an upgrade did: the revision before (``None``: a new database) and after."""
+    """What an upgrade did: the revision before (``None``: a new database) and after, and
+    whether a revision applied asks for the stored articles' search terms to be recomputed
+    (revisions import nothing of the text engine: the application does it)."""
 
     before: str | None
     after: str
+    reindex: bool = False
+
+
+def default_database_url() -> str:
+    """SQLite file ``newsbot.db`` in the working directory."""
+    return f"sqlite+aiosqlite:///{Path.cwd() / 'newsbot.db'}"
 
 
 class Database:
@@ -187,7 +196,11 @@ def _upgrade(connection: Connection) -> SchemaChange:
     command.upgrade(config, "head")
     after = MigrationContext.configure(connection).get_current_revision()
     assert after is not None  # noqa: S101 - "head" is a revision
-    return SchemaChange(before=before, after=after)
+    applied = ScriptDirectory.from_config(config).iterate_revisions(after, before or "base")
+    reindex = before is not None and any(
+        getattr(script.module, "REINDEX", False) for script in applied
+    )
+    return SchemaChange(before=before, after=after, reindex=reindex)
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -111,7 +111,7 @@ class Article(Base):
     __table_args__ = (Index("ix_articles_published_at_id", "published_at", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    # guid, else canonical link, else a hash of source and title (see bot.ingest).
+    # guid, else canonical link, else a hash of source and title (see bot.feeds.ingest).
     uid: Mapped[str] = mapped_column(String(512), unique=True)
     feed_id: Mapped[int | None] = mapped_column(
         ForeignKey("feeds.id", ondelete="SET NULL"), index=True

@@ -13,6 +13,8 @@ DATA = Path(__file__).resolve().parent / "data"
 FEEDS = DATA / "feeds"
 HEADLINES = FEEDS / "real" / "headlines"
 SEED_STORY = DATA / "seed" / "breaking-story-ar.txt"
+# The hand-labelled relevance set for topic matching and search (tests/data/README.md).
+RELEVANCE = DATA / "relevance.json"
 
 
 def feed_documents() -> list[Path]:

@@ -16,7 +16,7 @@ from bot.cli.common import EXIT_OK, CommandError, _, with_core
 from bot.cli.run import require_token
 from bot.config import Settings
 from bot.runner import bot_api_problem, quiet_telegram
-from bot.topics import ResolvedTopic, TopicRefusal, load_catalog, resolve
+from bot.text.topics import ResolvedTopic, TopicRefusal, load_catalog, resolve
 from storage.chats import get_chat, set_all_breaking, stop_chat, upsert_chat
 from storage.models import Chat
 from storage.subscriptions import (

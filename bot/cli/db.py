@@ -8,10 +8,8 @@ import asyncio
 from bot.app import Core
 from bot.cli.common import EXIT_OK, _, ngettext, open_core_for_command, with_core
 from bot.config import Settings
-from bot.text import analyser_version, index_text
-from storage.articles import list_article_texts, set_article_terms
-
-REINDEX_BATCH = 2_000
+from bot.feeds.reindex import reindex_articles
+from bot.text.normalise import analyser_version
 
 
 def upgrade(settings: Settings, _args: argparse.Namespace) -> int:
@@ -21,6 +19,7 @@ def upgrade(settings: Settings, _args: argparse.Namespace) -> int:
         async with open_core_for_command(settings, upgrade=False) as core:
             change = await core.db.upgrade()
             where = core.db.url.render_as_string(hide_password=True)
+            reindexed = await reindex_articles(core.db) if change.reindex else None
         if change.before is None:
             print(
                 _("created the database {url} (schema revision {revision})").format(
@@ -39,6 +38,8 @@ def upgrade(settings: Settings, _args: argparse.Namespace) -> int:
                     before=change.before, after=change.after
                 )
             )
+        if reindexed is not None:
+            print(_reindexed(reindexed))
         return EXIT_OK
 
     return asyncio.run(inside())
@@ -47,23 +48,14 @@ def upgrade(settings: Settings, _args: argparse.Namespace) -> int:
 @with_core
 async def reindex(core: Core, _args: argparse.Namespace) -> int:
     """Recompute every article's search terms with the current text engine."""
-    done = after = 0
-    while True:
-        async with core.db.sessions() as session:
-            batch = await list_article_texts(session, after, REINDEX_BATCH)
-        if not batch:
-            break
-        # The terms ingestion stores (bot.indexing): the display title's and the summary's.
-        terms = [(id_, index_text(title), index_text(summary)) for id_, title, summary in batch]
-        async with core.db.transaction() as session:
-            await set_article_terms(session, terms)
-        done += len(batch)
-        after = batch[-1][0]
-    print(
-        ngettext(
-            "re-indexed {count} article (text engine {version})",
-            "re-indexed {count} articles (text engine {version})",
-            done,
-        ).format(count=done, version=analyser_version())
-    )
+    done = await reindex_articles(core.db)
+    print(_reindexed(done))
     return EXIT_OK
+
+
+def _reindexed(count: int) -> str:
+    return ngettext(
+        "re-indexed {count} article (text engine {version})",
+        "re-indexed {count} articles (text engine {version})",
+        count,
+    ).format(count=count, version=analyser_version())

@@ -10,8 +10,8 @@ import listparser
 
 from bot.app import Core
 from bot.cli.common import EXIT_OK, CommandError, _, ngettext, with_core
-from bot.feedadmin import FeedAddError, FeedAddReason, add_feed_and_fetch, find_feed
-from bot.links import canonical_link
+from bot.feeds.admin import FeedAddError, FeedAddReason, add_feed_and_fetch, find_feed
+from bot.feeds.links import canonical_link
 from storage.feeds import add_feed, list_feeds, list_feeds_with_counts, remove_feed
 from storage.models import Feed
 

@@ -11,7 +11,7 @@ import sys
 from bot.app import Core
 from bot.cli.common import EXIT_OK, _, ngettext, open_core_for_command, say, with_core
 from bot.config import Settings
-from bot.ingest import FeedOutcome, PollSummary
+from bot.feeds.ingest import FeedOutcome, PollSummary
 from storage.feeds import list_feeds
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)

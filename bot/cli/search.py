@@ -8,9 +8,9 @@ import math
 
 from bot.app import Core
 from bot.cli.common import EXIT_OK, CommandError, _, ngettext, with_core
-from bot.text import query_terms
-from storage.articles import count_matches, search_articles
+from bot.text.normalise import query_terms
 from storage.models import utcnow
+from storage.search import count_matches, search_articles
 
 
 @with_core

@@ -21,7 +21,7 @@ leaves existing articles unindexed: upgrade online (``newsbot db upgrade``).
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from alembic import context, op
+from alembic import op
 from sqlalchemy.dialects import postgresql
 
 # revision identifiers, used by Alembic.
@@ -30,7 +30,11 @@ down_revision: str | Sequence[str] | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-BACKFILL_BATCH = 2_000
+# The terms of the articles already stored are computed by the text engine, which lives in
+# bot/ and changes with it: a revision must mean the same thing forever, so it imports none
+# of it. The articles get their terms right after the upgrade (``newsbot db reindex``, which
+# every command runs by itself after a revision that says this).
+REINDEX = True
 
 SEARCH_VECTOR = (
     "setweight(to_tsvector('simple'::regconfig, title_terms), 'A') || "
@@ -82,9 +86,6 @@ def upgrade() -> None:
     op.add_column(
         "articles", sa.Column("summary_terms", sa.Text(), server_default="", nullable=False)
     )
-    # Before the index exists: filling the terms then costs one pass, not one per trigger.
-    if not context.is_offline_mode():
-        _backfill_terms(op.get_bind())
     if op.get_context().dialect.name == "postgresql":
         op.add_column(
             "articles",
@@ -130,45 +131,3 @@ def downgrade() -> None:
     # set every alert's article to NULL.
     op.drop_column("articles", "summary_terms")
     op.drop_column("articles", "title_terms")
-
-
-def _backfill_terms(bind: sa.Connection) -> None:
-    # The engine lives in bot/; migrations may use it (storage may not), and the index must
-    # hold exactly what ingestion will write from now on.
-    from bot.text import index_text
-
-    articles = sa.table(
-        "articles",
-        sa.column("id", sa.Integer()),
-        sa.column("title", sa.Text()),
-        sa.column("summary", sa.Text()),
-        sa.column("title_terms", sa.Text()),
-        sa.column("summary_terms", sa.Text()),
-    )
-    fill = (
-        sa.update(articles)
-        .where(articles.c.id == sa.bindparam("row_id"))
-        .values(title_terms=sa.bindparam("new_title"), summary_terms=sa.bindparam("new_summary"))
-    )
-    last = 0
-    while True:
-        rows = bind.execute(
-            sa.select(articles.c.id, articles.c.title, articles.c.summary)
-            .where(articles.c.id > last)
-            .order_by(articles.c.id)
-            .limit(BACKFILL_BATCH)
-        ).all()
-        if not rows:
-            return
-        bind.execute(
-            fill,
-            [
-                {
-                    "row_id": row.id,
-                    "new_title": index_text(row.title or ""),
-                    "new_summary": index_text(row.summary or ""),
-                }
-                for row in rows
-            ],
-        )
-        last = rows[-1].id

@@ -1,0 +1,1 @@
+"""Alerts out: fan-out, rendering, pacing, sending, the Bot API transport."""

@@ -1,0 +1,254 @@
+"""From a breaking item in a feed to the outbox: one delivery per following chat, written
+with the article, and what the delivery sends (language, quiet hours)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import select
+from telegram import Bot
+
+from bot.delivery.deliver import AlertDelivery
+from bot.delivery.fanout import Fanout, Topics
+from bot.feeds.fetch import Fetcher, FetchLimits
+from bot.feeds.ingest import Ingestor
+from bot.text.topics import ResolvedTopic, load_catalog, resolve
+from storage.alerts import create_alert, get_alert
+from storage.chats import set_all_breaking, set_muted, set_quiet_hours, upsert_chat
+from storage.db import Database
+from storage.deliveries import claim_due
+from storage.feeds import add_feed
+from storage.models import Alert, Delivery
+from tests.fakebotapi import FakeBotAPI
+from tests.feedserver import FeedServer, Item, make_rss
+
+NOW = datetime.now(UTC)
+ZONE_UTC = "UTC"
+
+
+def topic(phrase: str) -> ResolvedTopic:
+    """A reader's phrase resolved as /follow resolves it."""
+    found = resolve(phrase)
+    assert isinstance(found, ResolvedTopic)
+    return found
+
+
+def story(title: str, guid: str, *, minutes_ago: int = 1, link: str | None = None) -> Item:
+    """A fresh RSS item."""
+    published = format_datetime(NOW - timedelta(minutes=minutes_ago), usegmt=True)
+    return Item(title=title, guid=guid, link=link, published=published)
+
+
+@pytest.fixture
+async def topics() -> Topics:
+    """The followed topics, empty."""
+    return Topics(load_catalog())
+
+
+@pytest.fixture
+async def ingestor(db: Database, topics: Topics) -> AsyncIterator[Ingestor]:
+    """An ingestor that fans new breaking articles out to their followers."""
+    async with Fetcher(FetchLimits(total_timeout=5, connect_timeout=2)) as fetcher:
+        ingest = Ingestor(
+            db,
+            fetcher,
+            poll_interval=timedelta(seconds=60),
+            backlog_age=timedelta(hours=12),
+            max_backoff=timedelta(hours=1),
+            on_new=Fanout(topics),
+        )
+        yield ingest
+        await ingest.aclose()
+
+
+async def follow(db: Database, topics: Topics, chat_id: int, *phrases: str) -> None:
+    """A private chat follows topics, as /follow does."""
+    async with db.transaction() as session:
+        await upsert_chat(session, chat_id, kind="private")
+        for phrase in phrases:
+            await topics.follow(session, chat_id, topic(phrase))
+
+
+async def watched_feed(db: Database, url: str, *, breaking: bool = False) -> int:
+    """A feed already fetched once (its next items are alertable)."""
+    async with db.transaction() as session:
+        feed = add_feed(session, url, breaking=breaking)
+        feed.last_success_at = NOW - timedelta(minutes=5)
+        await session.flush()
+        return feed.id
+
+
+async def deliveries(db: Database) -> list[tuple[int, int]]:
+    """(alert id, chat id) of every delivery row."""
+    async with db.sessions() as session:
+        rows = await session.execute(
+            select(Delivery.alert_id, Delivery.chat_id).order_by(Delivery.chat_id)
+        )
+        return [(alert_id, chat_id) for alert_id, chat_id in rows]
+
+
+async def test_a_breaking_story_reaches_each_follower_once(
+    db: Database, topics: Topics, ingestor: Ingestor, feed_server: FeedServer
+) -> None:
+    """A chat following three matching topics gets one delivery; a chat following none, none."""
+    await follow(db, topics, 1, "روسيا", "بوتين", "موسكو")
+    await follow(db, topics, 2, "روسيا")
+    await follow(db, topics, 3, "مصر")
+    url = feed_server.add(
+        "f.xml", make_rss("F", [story("عاجل: بوتين يصل إلى موسكو في روسيا", "a")])
+    )
+    feed_id = await watched_feed(db, url)
+
+    outcome = await ingestor.poll_feed(feed_id)
+
+    assert len(outcome.new_ids) == 1
+    rows = await deliveries(db)
+    assert [chat for _, chat in rows] == [1, 2]
+    async with db.sessions() as session:
+        alert = await get_alert(session, rows[0][0])
+    assert alert is not None and alert.title.startswith("عاجل")
+    assert set(alert.topics) >= {"russia"}
+
+
+async def test_the_same_story_from_two_feeds_and_many_polls_alerts_once(
+    db: Database, topics: Topics, ingestor: Ingestor, feed_server: FeedServer
+) -> None:
+    """Dedup across polls and feeds: one alert, one delivery per chat."""
+    await follow(db, topics, 1, "كورسك")
+    item = story("عاجل | هجوم على كورسك", "x", link="https://news.example/kursk")
+    first = await watched_feed(db, feed_server.add("a.xml", make_rss("A", [item])))
+    second = await watched_feed(
+        db,
+        feed_server.add(
+            "b.xml",
+            make_rss("B", [story("عاجل: هجوم على كورسك", "y", link="https://news.example/kursk")]),
+        ),
+    )
+    for _ in range(3):
+        await ingestor.poll_feed(first)
+        await ingestor.poll_feed(second)
+
+    assert await deliveries(db) == [(1, 1)]
+
+
+async def test_backlog_and_plain_stories_do_not_alert(
+    db: Database, topics: Topics, ingestor: Ingestor, feed_server: FeedServer
+) -> None:
+    """A feed's first batch, an old item and an unmarked item make no alert."""
+    await follow(db, topics, 1, "روسيا")
+    first_fetch = feed_server.add("new.xml", make_rss("N", [story("عاجل: روسيا تعلن", "n")]))
+    async with db.transaction() as session:
+        fresh = add_feed(session, first_fetch)
+        await session.flush()
+        fresh_id = fresh.id
+    await ingestor.poll_feed(fresh_id)
+    old = story("عاجل: روسيا قديمة", "o", minutes_ago=60 * 24)
+    plain = story("روسيا تفتتح معرضا", "p")
+    await ingestor.poll_feed(
+        await watched_feed(db, feed_server.add("old.xml", make_rss("O", [old, plain])))
+    )
+
+    assert await deliveries(db) == []
+    async with db.sessions() as session:
+        assert (await session.scalars(select(Alert))).all() == []
+
+
+async def test_a_breaking_feed_alerts_without_a_marker(
+    db: Database, topics: Topics, ingestor: Ingestor, feed_server: FeedServer
+) -> None:
+    """Every new item of a feed added as breaking is breaking."""
+    await follow(db, topics, 1, "روسيا")
+    url = feed_server.add("b.xml", make_rss("B", [story("روسيا تعلن التعبئة", "b")]))
+    await ingestor.poll_feed(await watched_feed(db, url, breaking=True))
+
+    assert [chat for _, chat in await deliveries(db)] == [1]
+
+
+async def test_muted_and_stopped_chats_are_left_out_and_channels_take_everything(
+    db: Database, topics: Topics, ingestor: Ingestor, feed_server: FeedServer
+) -> None:
+    """A muted chat gets nothing; a channel taking all breaking news gets the story."""
+    await follow(db, topics, 1, "روسيا")
+    await follow(db, topics, 2, "روسيا")
+    async with db.transaction() as session:
+        await set_muted(session, 2, NOW + timedelta(hours=2))
+        await upsert_chat(session, -100500, kind="channel", title="قناة الأخبار")
+        await set_all_breaking(session, -100500, True)
+    url = feed_server.add("f.xml", make_rss("F", [story("عاجل: روسيا تعلن", "r")]))
+    await ingestor.poll_feed(await watched_feed(db, url))
+
+    assert sorted(chat for _, chat in await deliveries(db)) == [-100500, 1]
+
+
+async def test_topics_are_rebuilt_from_storage(db: Database, topics: Topics) -> None:
+    """A restarted bot matches what readers followed before."""
+    await follow(db, topics, 1, "كوريا الشمالية", "طاقة شمسية")
+    fresh = Topics(topics.catalog)
+    async with db.sessions() as session:
+        assert await fresh.load(session) == 2
+    assert fresh.match_ids("عاجل: كوريا الشمالية تطلق صاروخا", "")
+    assert fresh.match_ids("افتتاح محطة للطاقة الشمسية", "")
+    assert not fresh.match_ids("عاجل: كوريا الجنوبية", "")
+
+
+@pytest.mark.parametrize("language", ["ar", "en"])
+async def test_delivery_renders_in_the_chats_language_and_silently_in_quiet_hours(
+    db: Database, language: str
+) -> None:
+    """Quiet hours send with disable_notification; the label is in the chat's language."""
+    async with FakeBotAPI(any_chat=True) as fake, Bot(fake.token, base_url=fake.base_url) as bot:
+        async with db.transaction() as session:
+            await upsert_chat(session, 9, kind="private", language=language)
+            # Quiet all day but the current minute's complement: now is inside.
+            minute = NOW.hour * 60 + NOW.minute
+            await set_quiet_hours(session, 9, (minute - 30) % 1440, (minute + 30) % 1440)
+            await upsert_chat(session, 10, kind="private", language=language)
+            await create_alert(session, [9, 10], NOW, text="هزة أرضية في أنقرة")
+        async with db.transaction() as session:
+            rows = await claim_due(session, NOW + timedelta(seconds=1), 10)
+        deliver = AlertDelivery(
+            bot, db, zone=ZoneInfo(ZONE_UTC), markers=(), catalog=load_catalog()
+        )
+        for row in rows:
+            await deliver(row)
+
+        quiet, loud = fake.messages_to(9)[0], fake.messages_to(10)[0]
+        assert quiet.disable_notification and not loud.disable_notification
+        label = "عاجل" if language == "ar" else "BREAKING"
+        assert quiet.plain.startswith(label)
+        assert "هزة أرضية في أنقرة" in quiet.plain
+
+
+async def test_a_feed_added_in_a_chat_is_polled_refusing_private_addresses(
+    db: Database, feed_server: FeedServer
+) -> None:
+    """Every poll of a feed an editor added from a chat refuses private addresses; the
+    operator's feeds on the same server are polled as usual."""
+    url = feed_server.add("f.xml", make_rss("F", [story("خبر", "a")]))
+    other = feed_server.add("g.xml", make_rss("G", [story("خبر", "b")]))
+    async with db.transaction() as session:
+        in_chat = add_feed(session, url, added_in_chat=True)
+        operator = add_feed(session, other)
+        await session.flush()
+        in_chat_id, operator_id = in_chat.id, operator.id
+    limits = FetchLimits(total_timeout=5, connect_timeout=2)
+    strict = FetchLimits(total_timeout=5, connect_timeout=2, allow_private=False)
+    async with Fetcher(limits) as fetcher, Fetcher(strict) as chat_fetcher:
+        ingest = Ingestor(
+            db,
+            fetcher,
+            chat_fetcher=chat_fetcher,
+            poll_interval=timedelta(seconds=60),
+            backlog_age=timedelta(hours=12),
+            max_backoff=timedelta(hours=1),
+        )
+        refused = await ingest.poll_feed(in_chat_id)
+        polled = await ingest.poll_feed(operator_id)
+        await ingest.aclose()
+    assert refused.status == "failed" and "private" in (refused.error or "")
+    assert polled.status == "fetched"
+    assert feed_server.hits["f.xml"] == 0

@@ -1,0 +1,1 @@
+"""Feeds in: fetching, parsing, canonical links, ingestion."""

@@ -1,0 +1,1 @@
+"""The Arabic text engine: normalising, topics, matching, breaking markers, relevance."""
