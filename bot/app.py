@@ -7,16 +7,20 @@ Nothing else reads :class:`~bot.config.Settings` or creates long-lived resources
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import signal
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from functools import partial
 from multiprocessing import get_context
+from types import MappingProxyType
 from typing import TYPE_CHECKING
+from weakref import WeakKeyDictionary
 
 from bot import __version__
 from bot.config import Settings
@@ -26,7 +30,9 @@ from bot.feeds.indexing import ready
 from bot.feeds.ingest import Ingestor
 from bot.feeds.reindex import reindex_articles
 from bot.i18n import translator
-from storage.db import Database, GroupWriter
+from bot.logs import quiet_noisy_loggers
+from storage.db import Database, GroupWriter, is_transient
+from storage.models import utcnow
 from storage.stats import count_feeds_and_readers
 
 # The Telegram side is imported by build_application, when the bot runs: the other
@@ -144,12 +150,6 @@ def _ignore_interrupts() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def quiet_noisy_loggers() -> None:
-    """Keep httpx at WARNING: Bot API URLs carry the token."""
-    for name in ("httpx", "httpcore"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
 # --- newsbot run: the Telegram side -------------------------------------------------------
 
 # Updates handled at once: commands mostly wait on the database, not on the CPU. (Updates
@@ -159,6 +159,9 @@ CONCURRENT_UPDATES = 128
 SEND_CONNECTIONS = 128
 # How long a stopping sender may take to finish the requests in flight.
 STOP_GRACE = 10.0
+# A task that died is started again after this pause, doubled while it keeps failing.
+RESTART_FIRST = 0.5
+RESTART_MOST = 10.0
 
 
 def build_application(
@@ -189,7 +192,13 @@ def build_application(
         .build()
     )
     handlers.register(application)
+    _RUNTIMES[application] = runtime
     return application
+
+
+def runtime_of(application: NewsbotApplication) -> Runtime:
+    """The Runtime of an Application that :func:`build_application` built."""
+    return _RUNTIMES[application]
 
 
 def telegram_request(connections: int, *, read_timeout: float = 10.0) -> BaseRequest:
@@ -202,9 +211,54 @@ def telegram_request(connections: int, *, read_timeout: float = 10.0) -> BaseReq
     )
 
 
+@dataclass(slots=True)
+class TaskState:
+    """How one long-running task is doing, as an operator or a health check reads it."""
+
+    name: str
+    running: bool = False  # False before it starts, after it stops, and while it restarts
+    failing_since: datetime | None = None  # the first failure of the current streak
+    failures: int = 0  # failures in the current streak
+    restarts: int = 0
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+
+    def report(self, error: BaseException | None) -> None:
+        """Hear how a pass of the task went: ``None`` when it worked, else what failed."""
+        if error is None:
+            if self.failing_since is not None:
+                log.warning(
+                    "%s works again after %d failures since %s",
+                    self.name,
+                    self.failures,
+                    self.failing_since.isoformat(timespec="seconds"),
+                )
+            self.failing_since, self.failures = None, 0
+        else:
+            self._failed(error, "failed, retrying until it works")
+
+    def died(self, error: BaseException) -> None:
+        """The task ended with ``error``: it is about to be restarted."""
+        self._failed(error, "stopped, restarting it")
+
+    def _failed(self, error: BaseException, what: str) -> None:
+        # ERROR once per streak: a database down for an hour is one error, not thousands.
+        now = utcnow()
+        self.failures += 1
+        self.last_error, self.last_error_at = _one_line(error), now
+        if self.failing_since is None:
+            self.failing_since = now
+            # A database that is down needs no traceback; anything else, a bug say, does.
+            trace = None if is_transient(error) else error
+            log.error("%s %s: %s", self.name, what, self.last_error, exc_info=trace)
+        else:
+            log.debug("%s %s again: %s", self.name, what, self.last_error)
+
+
 class Runtime:
     """The services ``newsbot run`` keeps while the Application runs: the core, the
-    followed topics, the feed watcher and the sender."""
+    followed topics, and the tasks that run meanwhile, the feed watcher and the sender,
+    each restarted if it dies, each with its :class:`TaskState`."""
 
     def __init__(self, settings: Settings, announce: Callable[[str], None]) -> None:
         self._settings = settings
@@ -215,6 +269,13 @@ class Runtime:
         self._sending: asyncio.Task[None] | None = None
         self._sender: Sender | None = None
         self._writer: GroupWriter | None = None
+        self._tasks = {"watcher": TaskState("the feed watcher"), "sender": TaskState("the sender")}
+        self._halt = asyncio.Event()
+
+    @property
+    def tasks(self) -> Mapping[str, TaskState]:
+        """The long-running tasks by name (``watcher``, ``sender``), and how each is doing."""
+        return MappingProxyType(self._tasks)
 
     async def start(self, application: NewsbotApplication) -> None:
         """Open everything, then start watching feeds and sending."""
@@ -249,6 +310,9 @@ class Runtime:
             deliver,
             pacing=Pacing(per_second=settings.send_rate),
             stale_after=settings.stale_age,
+            # While Telegram does not answer, getMe asks whether it does again: an alert
+            # sent to find out would be left in doubt.
+            probe=application.bot.get_me,
         )
         application.bot_data.services = Services(
             db=core.db,
@@ -261,8 +325,11 @@ class Runtime:
             writer=self._writer,
         )
         await handlers.publish_commands(application.bot, settings.admins)
-        self._watching = asyncio.create_task(core.ingestor.watch(tick=WATCH_TICK))
-        self._sending = asyncio.create_task(self._send(core.db, application.bot.id))
+        watcher = self._tasks["watcher"]
+        watch = partial(core.ingestor.watch, tick=WATCH_TICK, report=watcher.report)
+        self._watching = asyncio.create_task(self._supervise(watcher, watch))
+        send = partial(self._send, core.db, application.bot.id)
+        self._sending = asyncio.create_task(self._supervise(self._tasks["sender"], send))
         self._started = True
         self._announce(
             _running_line(application.bot.username, feeds, readers, settings.webhook_url)
@@ -270,6 +337,7 @@ class Runtime:
 
     async def stop(self, _application: NewsbotApplication) -> None:
         """Stop taking work: the sender finishes what is in flight, the watcher stops."""
+        self._halt.set()
         if self._sender is not None:
             self._sender.stop()
         if self._sending is not None:  # asyncio.wait returns at the deadline, raising nothing
@@ -302,9 +370,34 @@ class Runtime:
 
     async def _send(self, db: Database, bot_id: int) -> None:
         assert self._sender is not None  # noqa: S101 - set by start
-        # One sender per bot: a second process waits here and takes over if the first dies.
+        # One sender per bot: a second process waits here and takes over if the first dies
+        # (or loses the lock with its connection: this one then stops, and waits again).
         async with db.exclusive(f"newsbot-sender-{bot_id}"):
-            await self._sender.run()
+            await self._sender.run(report=self._tasks["sender"].report)
+
+    async def _supervise(self, state: TaskState, run: Callable[[], Awaitable[None]]) -> None:
+        """Run a task until it returns or the Runtime stops; if it dies, start it again."""
+        while not self._halt.is_set():
+            state.running = True
+            try:
+                await run()
+                return
+            except Exception as exc:
+                state.died(exc)
+            finally:
+                state.running = False
+            pause = min(RESTART_FIRST * 2.0 ** min(state.failures - 1, 10), RESTART_MOST)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._halt.wait(), pause)
+            if not self._halt.is_set():
+                state.restarts += 1
+
+
+_RUNTIMES: WeakKeyDictionary[NewsbotApplication, Runtime] = WeakKeyDictionary()
+
+
+def _one_line(error: BaseException) -> str:
+    return (str(error) or type(error).__name__).splitlines()[0][:300]
 
 
 def _running_line(username: str, feeds: int, readers: int, webhook_url: str | None) -> str:

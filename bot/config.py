@@ -6,7 +6,10 @@ values it needs. A wrong value becomes :class:`ConfigError`, one line naming the
 
 from __future__ import annotations
 
+import base64
 import difflib
+import hashlib
+import hmac
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -113,7 +116,9 @@ class Settings(BaseSettings):
         default="127.0.0.1:8443", description="HOST:PORT the webhook server listens on."
     )
     webhook_secret: SecretStr | None = Field(
-        default=None, description="Secret token Telegram sends with each webhook request."
+        default=None,
+        description="Secret token Telegram sends with each webhook request (default: one "
+        "derived from the bot token).",
     )
     allow_private_feeds: bool = Field(
         default=False,
@@ -176,6 +181,28 @@ class Settings(BaseSettings):
         """The webhook server's host and port."""
         host, _, port = self.listen.rpartition(":")
         return host.strip("[]"), int(port)
+
+    @property
+    def webhook_secret_token(self) -> str | None:
+        """The secret every webhook request must carry: NEWSBOT_WEBHOOK_SECRET, or else one
+        derived from the bot token (None without either)."""
+        if self.webhook_secret is not None:
+            return self.webhook_secret.get_secret_value()
+        if self.token is None:
+            return None
+        # Derived rather than random: every process of one bot (several may share a webhook
+        # on PostgreSQL) and every restart agree on it without set-up, and only a holder of
+        # the token, who controls the bot anyway, can compute it.
+        digest = hmac.digest(
+            self.token.get_secret_value().encode(), b"newsbot webhook secret", hashlib.sha256
+        )
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+    @property
+    def secret_values(self) -> list[str]:
+        """What no log line may show: the token and the webhook secret."""
+        token = self.token.get_secret_value() if self.token is not None else None
+        return [value for value in (token, self.webhook_secret_token) if value]
 
     @property
     def stale_age(self) -> timedelta:

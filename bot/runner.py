@@ -26,6 +26,7 @@ from telegram.error import InvalidToken, NetworkError, TelegramError
 from bot.app import build_application
 from bot.config import DEFAULT_API_URL, ConfigError, Settings
 from bot.i18n import CatalogError, require_catalogs, translator
+from bot.logs import quiet_noisy_loggers
 
 log = logging.getLogger(__name__)
 _ = translator("en").gettext
@@ -51,6 +52,7 @@ def run_bot(settings: Settings, *, announce: Callable[[str], None] = log.warning
     # Until the Application runs, a stop signal just ends the process (nothing is open).
     for number in STOP_SIGNALS:
         signal.signal(number, _exit)
+    quiet_noisy_loggers()  # before the first Bot API request: its URL carries the token
     asyncio.run(check_bot_api(settings.token.get_secret_value(), settings.api_url))
     application = build_application(settings, announce=announce)
     loop = asyncio.new_event_loop()
@@ -69,13 +71,14 @@ def run_bot(settings: Settings, *, announce: Callable[[str], None] = log.warning
         loop.add_signal_handler(number, stop)
     if settings.webhook_url:
         host, port = settings.listen_address
-        secret = settings.webhook_secret
         application.run_webhook(
             listen=host,
             port=port,
             url_path=urlsplit(settings.webhook_url).path.lstrip("/"),
             webhook_url=settings.webhook_url,
-            secret_token=secret.get_secret_value() if secret else None,
+            # Never None: without a secret, anyone who can reach the port could post updates
+            # (an editor's /addfeed, say) and be obeyed.
+            secret_token=settings.webhook_secret_token,
             allowed_updates=Update.ALL_TYPES,
             close_loop=False,
             stop_signals=None,

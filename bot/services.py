@@ -1,5 +1,8 @@
 """What the handlers and jobs share: the database, the followed topics, the editors, and the
 values from Settings they need. Built once by the composition root (``bot.app``).
+
+Editors' drafts are not here but in the database (``storage.drafts``): a restart keeps
+them, and the «Send» press may reach any process.
 """
 
 from __future__ import annotations
@@ -13,16 +16,6 @@ from bot.delivery.fanout import Topics
 from bot.feeds.ingest import Ingestor
 from storage.db import Database, GroupWriter
 from storage.models import utcnow
-
-
-@dataclass(frozen=True, slots=True)
-class Draft:
-    """An editor's alert waiting for confirmation."""
-
-    editor_id: int
-    text: str
-    topic_key: str | None
-    topic_label: str | None
 
 
 @dataclass(slots=True)
@@ -40,9 +33,6 @@ class Services:
     # commands a second, one transaction each is what limits the bot on SQLite.
     writer: GroupWriter
     clock: Callable[[], datetime] = utcnow
-    # Editors' alerts awaiting confirm / cancel, by draft id (kept in memory: a restart
-    # asks the editor to send /alert again).
-    drafts: dict[str, Draft] = field(default_factory=dict)
     # Chat languages already read, so an update costs no query for it.
     languages: dict[int, str] = field(default_factory=dict)
 
@@ -51,4 +41,4 @@ class Services:
         return user_id is not None and user_id in self.admins
 
 
-__all__ = ["Draft", "Services"]
+__all__ = ["Services"]

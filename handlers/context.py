@@ -70,15 +70,17 @@ def reader_in(chat_id: int, language: str) -> Reader:
     return Reader(chat_id, language, translations.gettext, translations.ngettext)
 
 
-async def reader(update: Update, context: Context, *, register: bool = False) -> Reader:
+async def reader(
+    update: Update, context: Context, *, register: bool = False, reactivate: bool = True
+) -> Reader:
     """The chat of this update with its language; ``register`` stores the chat if new
-    (or makes it active again)."""
+    (or makes it active again, unless ``reactivate`` is False)."""
     chat = update.effective_chat
     assert chat is not None  # noqa: S101 - handlers are registered for chat updates only
     services = context.services
     language = services.languages.get(chat.id)
     if register:
-        language = await register_chat(services, chat, language_of(update))
+        language = await register_chat(services, chat, language_of(update), reactivate=reactivate)
     elif language is None:
         async with services.db.sessions() as session:
             stored_chat = await get_chat(session, chat.id)
@@ -87,12 +89,22 @@ async def reader(update: Update, context: Context, *, register: bool = False) ->
     return reader_in(chat.id, language)
 
 
-async def register_chat(services: Services, chat: TelegramChat, language: str) -> str:
-    """Store the chat (new in ``language``, or made active again); its language."""
+async def register_chat(
+    services: Services, chat: TelegramChat, language: str, *, reactivate: bool = True
+) -> str:
+    """Store the chat (new in ``language``, or made active again unless ``reactivate`` is
+    False); its language."""
 
     async def store(session: AsyncSession) -> str:
         title = chat.title or chat.username
-        return await upsert_chat(session, chat.id, kind=chat.type, title=title, language=language)
+        return await upsert_chat(
+            session,
+            chat.id,
+            kind=chat.type,
+            title=title,
+            language=language,
+            reactivate=reactivate,
+        )
 
     stored = await services.writer.run(store)
     services.languages[chat.id] = stored
@@ -119,6 +131,11 @@ def is_group(chat: TelegramChat) -> bool:
     return chat.type in (ChatType.GROUP, ChatType.SUPERGROUP)
 
 
+def is_private(chat: TelegramChat | None) -> bool:
+    """Whether the chat is a private chat with one user."""
+    return chat is not None and chat.type == ChatType.PRIVATE
+
+
 async def allowed_to_change(
     update: Update, context: Context, message: Message, refusal: Callable[[Reader], str]
 ) -> bool:
@@ -139,6 +156,11 @@ async def may_change_topics(update: Update, context: Context) -> bool:
         return True
     if context.services.is_editor(user.id):
         return True
+    # An anonymous admin writes as the group itself (the sender shown is Telegram's
+    # GroupAnonymousBot): only admins can. A message sent as a channel is no admin's.
+    message = update.message
+    if message is not None and message.sender_chat is not None:
+        return message.sender_chat.id == chat.id
     member = await context.bot.get_chat_member(chat.id, user.id)
     return member.status in (ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR)
 
@@ -151,6 +173,7 @@ __all__ = [
     "Reader",
     "allowed_to_change",
     "is_group",
+    "is_private",
     "language_of",
     "may_change_topics",
     "pick_button",

@@ -1,13 +1,17 @@
 """The newsroom editors' commands: /alert with a preview to confirm, /feeds, /addfeed,
-/removefeed and /stats. Anyone else is refused politely and nothing happens.
+/removefeed and /stats. They answer in an editor's private chat only, never in a group,
+and never show the credentials a feed's address may carry. Anyone else is refused
+politely and nothing happens.
 """
 
 from __future__ import annotations
 
 import html
-import secrets
+import re
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
+from enum import Enum
+from urllib.parse import unquote
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions, Update
@@ -15,34 +19,48 @@ from telegram.constants import ParseMode
 
 from bot.delivery.render import alert_view, render_alert, topic_label
 from bot.feeds.admin import FeedAddError, FeedAddReason, add_feed_and_fetch, find_feed
-from bot.services import Draft, Services
+from bot.services import Services
 from bot.text.topics import ResolvedTopic, resolve
-from handlers.context import Context, Reader, reader
+from handlers.context import Context, Reader, is_private, reader
 from storage.alerts import AlertRecord, create_alert
 from storage.deliveries import CLAIMED, DROPPED, FAILED, PENDING, SENDING, SENT, UNKNOWN
+from storage.drafts import add_draft, get_draft, take_draft
 from storage.feeds import list_feeds_with_counts
 from storage.feeds import remove_feed as unwatch_feed
+from storage.models import Draft
 from storage.stats import collect_stats
 from storage.subscriptions import get_topic_by_key, list_followers, list_receiving_chats
 
 # An editor's alert is its headline: long enough for any, short enough that the rendered
 # alert stays far within Telegram's 4,096 characters.
 MAX_ALERT_CHARS = 1000
-# Previews left unconfirmed are forgotten beyond this many (the oldest first).
-KEPT_DRAFTS = 100
+# A preview left unconfirmed this long is no longer sent: the news in it has aged.
+DRAFT_LIFETIME = timedelta(hours=1)
 MESSAGE_LIMIT = 4000  # a little under Telegram's 4,096, for the lines joining the pieces
 _NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 _BREAKING_WORDS = frozenset({"breaking", "عاجل"})
+# A feed's address may carry credentials: a user and password before the host, or a key in
+# a parameter. What an editor is shown hides them (the feed is still fetched with them).
+HIDDEN = "***"
+_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s<>\"']+", re.IGNORECASE)
+_PARAMETER = re.compile(r"([?&;#])([^=&;#]*)=([^&;#]*)")
+_SECRET_PARTS = ("key", "token", "secret", "passw", "pwd", "session", "credential", "signature")
+_SECRET_WORDS = frozenset({"auth", "pass", "sig"})  # whole words: not "author", "design"
 
 
 async def _editor(update: Update, context: Context) -> Reader | None:
-    """The reader if the user is an editor; anyone else is told so, politely, and None."""
+    """The reader if the user is an editor in their private chat; anyone else, and a
+    group, is told so, politely, and None."""
     r = await reader(update, context)
-    user = update.effective_user
-    if context.services.is_editor(user.id if user else None):
-        return r
     _ = r.gettext
-    refusal = _("Sorry, only the newsroom's editors can use this command.")
+    user = update.effective_user
+    if not is_private(update.effective_chat):
+        # Feed addresses and figures are the newsroom's: not for every member of a group.
+        refusal = _("The editors' commands work only in a private chat with the bot.")
+    elif context.services.is_editor(user.id if user else None):
+        return r
+    else:
+        refusal = _("Sorry, only the newsroom's editors can use this command.")
     if update.callback_query is not None:
         await update.callback_query.answer(refusal, show_alert=True)
     elif update.effective_message is not None:
@@ -91,13 +109,17 @@ async def alert(update: Update, context: Context) -> None:
             )
         )
         return
-    draft = Draft(
-        editor_id=user.id,
-        text=text,
-        topic_key=topic.key if topic else None,
-        topic_label=topic.label if topic else None,
-    )
-    draft_id = _keep(services, draft)
+    async with services.db.transaction() as session:
+        draft = await add_draft(
+            session,
+            editor_id=user.id,
+            text=text,
+            topic_key=topic.key if topic else None,
+            topic_label=topic.label if topic else None,
+            now=now,
+            expires_at=now + DRAFT_LIFETIME,
+        )
+    draft_id = draft.id
     count = len(chats)
     if topic is None:
         question = ngettext(
@@ -126,8 +148,19 @@ async def alert(update: Update, context: Context) -> None:
     )
 
 
+class Press(Enum):
+    """What became of a press of «Send» or «Cancel»."""
+
+    GONE = "gone"  # already sent or cancelled (by this press's twin, in any process)
+    NOT_YOURS = "not yours"
+    EXPIRED = "expired"
+    SENT = "sent"
+    CANCELLED = "cancelled"
+
+
 async def confirm_alert(update: Update, context: Context) -> None:
-    """The preview's «Send» or «Cancel» button: only the editor who wrote it decides, once."""
+    """The preview's «Send» or «Cancel» button: only the editor who wrote it decides, once,
+    before it expires, whichever process the press reaches."""
     query = update.callback_query
     assert query is not None  # noqa: S101 - registered for callback queries
     if (r := await _editor(update, context)) is None:
@@ -136,30 +169,23 @@ async def confirm_alert(update: Update, context: Context) -> None:
     parts = (query.data or "").split(":")  # "alert:send:<id>" or "alert:cancel:<id>"
     action, draft_id = (parts[1], parts[2]) if len(parts) == 3 else ("", "")
     services = context.services
-    draft = services.drafts.get(draft_id)
-    if draft is None or action not in ("send", "cancel"):
+    now = services.clock()
+    # The draft is taken in the transaction that records the alert: of two presses, in one
+    # process or two, the second finds it gone; if recording fails, the draft stays.
+    async with services.db.transaction() as session:
+        draft, press, count = await _decide(session, draft_id, action, query.from_user.id, now=now)
+    if press is Press.GONE or draft is None:
         await query.answer(_("This alert was already sent or cancelled."))
         return
-    if draft.editor_id != query.from_user.id:
+    if press is Press.NOT_YOURS:
         await query.answer(_("Only the editor who wrote this alert can send it."), show_alert=True)
         return
-    # Taken before anything is awaited: a second press finds nothing and sends nothing.
-    del services.drafts[draft_id]
-    now = services.clock()
-    if action == "send":
-        async with services.db.transaction() as session:
-            chats = await _recipients(session, draft.topic_key, now)
-            _alert_id, count = await create_alert(
-                session,
-                chats,
-                now,
-                text=draft.text,
-                created_by=draft.editor_id,
-                topics=[draft.topic_key] if draft.topic_key else [],
-            )
+    if press is Press.SENT:
         services.wake_sender()
         outcome = ngettext("Sent to {count} chat.", "Sent to {count} chats.", count)
         outcome = outcome.format(count=count)
+    elif press is Press.EXPIRED:
+        outcome = _("This preview expired, so nothing was sent: send /alert again.")
     else:
         outcome = _("Cancelled: nothing was sent.")
     try:
@@ -184,6 +210,33 @@ def _alert_text(message_text: str) -> tuple[str, str]:
     return body, ""
 
 
+async def _decide(
+    session: AsyncSession, draft_id: str, action: str, user_id: int, *, now: datetime
+) -> tuple[Draft | None, Press, int]:
+    """Take the draft and act on the press: (the draft, what became of it, chats reached)."""
+    draft = await get_draft(session, draft_id) if action in ("send", "cancel") else None
+    if draft is None:
+        return None, Press.GONE, 0
+    if draft.editor_id != user_id:
+        return draft, Press.NOT_YOURS, 0
+    if not await take_draft(session, draft_id):
+        return draft, Press.GONE, 0
+    if draft.expires_at <= now:
+        return draft, Press.EXPIRED, 0
+    if action == "cancel":
+        return draft, Press.CANCELLED, 0
+    chats = await _recipients(session, draft.topic_key, now)
+    _alert_id, count = await create_alert(
+        session,
+        chats,
+        now,
+        text=draft.text,
+        created_by=draft.editor_id,
+        topics=[draft.topic_key] if draft.topic_key else [],
+    )
+    return draft, Press.SENT, count
+
+
 async def _recipients(session: AsyncSession, topic_key: str | None, now: datetime) -> list[int]:
     """The chats an alert reaches: a topic's followers (and the chats that take every
     breaking story), or every chat that receives alerts."""
@@ -193,15 +246,6 @@ async def _recipients(session: AsyncSession, topic_key: str | None, now: datetim
     if stored is None:
         return []
     return await list_followers(session, [stored.id], now, all_breaking=True)
-
-
-def _keep(services: Services, draft: Draft) -> str:
-    """Store the draft under a new short id (the oldest forgotten beyond KEPT_DRAFTS)."""
-    draft_id = secrets.token_urlsafe(6)
-    services.drafts[draft_id] = draft
-    while len(services.drafts) > KEPT_DRAFTS:
-        del services.drafts[next(iter(services.drafts))]
-    return draft_id
 
 
 def _preview(services: Services, r: Reader, draft: Draft, now: datetime, note: str) -> str:
@@ -217,8 +261,13 @@ def _preview(services: Services, r: Reader, draft: Draft, now: datetime, note: s
         topics=(draft.topic_key,) if draft.topic_key else (),
         by_editor=True,
     )
+    # Shown as the topic's followers see it, with its hashtag.
     view = alert_view(
-        record, language=r.language, markers=services.markers, catalog=services.topics.catalog
+        record,
+        language=r.language,
+        markers=services.markers,
+        catalog=services.topics.catalog,
+        followed=record.topics,
     )
     rendered = render_alert(view, language=r.language, zone=services.zone)
     return f"{rendered}\n\n— — —\n{html.escape(note)}"
@@ -241,7 +290,8 @@ async def feeds(update: Update, context: Context) -> None:
     title = ngettext("{count} feed", "{count} feeds", len(rows)).format(count=len(rows))
     blocks = [f"<b>{html.escape(title)}</b>"]
     for feed, count in rows:
-        name = f"{feed.id}. <b>{html.escape(feed.display_name[:200])}</b>"
+        # Hidden before shortened: a cut address could keep half a password, not its "@".
+        name = f"{feed.id}. <b>{html.escape(shown_text(feed.display_name)[:200])}</b>"
         if feed.breaking:
             name += " · " + html.escape(_("breaking"))
         if feed.last_error:
@@ -249,7 +299,7 @@ async def feeds(update: Update, context: Context) -> None:
                 "error ({count} failure in a row): {error}",
                 "error ({count} failures in a row): {error}",
                 feed.failures,
-            ).format(count=feed.failures, error=feed.last_error[:300])
+            ).format(count=feed.failures, error=shown_text(feed.last_error)[:300])
         elif feed.last_status is None:
             status = _("not fetched yet")
         else:
@@ -259,7 +309,7 @@ async def feeds(update: Update, context: Context) -> None:
             "\n".join(
                 [
                     name,
-                    html.escape(feed.url[:300]),
+                    html.escape(shown_url(feed.url)[:300]),
                     html.escape(f"{status} · {articles}"),
                 ]
             )
@@ -299,8 +349,36 @@ async def add_feed(update: Update, context: Context) -> None:
         "Added feed {id}: {title} ({count} item archived; new items will be watched).",
         "Added feed {id}: {title} ({count} items archived; new items will be watched).",
         added.items,
-    ).format(id=added.id, title=added.title, count=added.items)
+    ).format(id=added.id, title=shown_text(added.title), count=added.items)
     await message.reply_text(text, link_preview_options=_NO_PREVIEW)
+
+
+def shown_url(url: str) -> str:
+    """The address without its credentials: no user or password before the host, and the
+    values of parameters named like a key, token, password or signature hidden."""
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        return url
+    ends = [index for index in map(rest.find, "/?#") if index >= 0]
+    end = min(ends, default=len(rest))
+    authority, tail = rest[:end], rest[end:]
+    if "@" in authority:
+        authority = f"{HIDDEN}@{authority.rpartition('@')[2]}"
+
+    def hide(found: re.Match[str]) -> str:
+        lead, name, value = found.groups()
+        lowered = unquote(name).lower()
+        secret = any(part in lowered for part in _SECRET_PARTS) or not _SECRET_WORDS.isdisjoint(
+            re.split(r"[^a-z0-9]+", lowered)
+        )
+        return f"{lead}{name}={HIDDEN if secret and value else value}"
+
+    return f"{scheme}://{authority}{_PARAMETER.sub(hide, tail)}"
+
+
+def shown_text(text: str) -> str:
+    """Text (a feed's name, an error) with every address in it shown by :func:`shown_url`."""
+    return _URL.sub(lambda found: shown_url(found.group()), text)
 
 
 def _feed_add_problem(r: Reader, exc: FeedAddError) -> str:
@@ -312,7 +390,9 @@ def _feed_add_problem(r: Reader, exc: FeedAddError) -> str:
             return _("That feed is already watched.")
         return _("That feed is already watched: it is feed {id}.").format(id=exc.feed_id)
     # TRANSLATORS: {reason} is a technical reason in English, e.g. "HTTP 404 Not Found".
-    return _("Could not fetch {url}: {reason}").format(url=exc.url, reason=exc.detail)
+    return _("Could not fetch {url}: {reason}").format(
+        url=shown_url(exc.url), reason=shown_text(exc.detail)
+    )
 
 
 async def remove_feed(update: Update, context: Context) -> None:
@@ -338,7 +418,7 @@ async def remove_feed(update: Update, context: Context) -> None:
         return
     await message.reply_text(
         _("Removed feed {id}: {title}. Its articles stay in the archive.").format(
-            id=feed.id, title=feed.display_name
+            id=feed.id, title=shown_text(feed.display_name)
         ),
         link_preview_options=_NO_PREVIEW,
     )
@@ -400,7 +480,9 @@ async def stats(update: Update, context: Context) -> None:
                     "{name}: {error} ({count} failures in a row)",
                     failing.failures,
                 ).format(
-                    name=failing.name[:100], error=failing.error[:200], count=failing.failures
+                    name=shown_text(failing.name)[:100],
+                    error=shown_text(failing.error)[:200],
+                    count=failing.failures,
                 )
             )
     # The header is the only markup: escape everything after it.
@@ -450,4 +532,13 @@ def _messages(blocks: Iterable[str]) -> list[str]:
     return messages
 
 
-__all__ = ["add_feed", "alert", "confirm_alert", "feeds", "remove_feed", "stats"]
+__all__ = [
+    "add_feed",
+    "alert",
+    "confirm_alert",
+    "feeds",
+    "remove_feed",
+    "shown_text",
+    "shown_url",
+    "stats",
+]

@@ -1,5 +1,6 @@
-"""The bot's own membership: added to a group or channel (register it), removed, kicked or
-blocked (deactivate it), and a group that became a supergroup (its chat id moves).
+"""The bot's own membership: added to a group (register it), removed, kicked or blocked
+(deactivate it), and a group that became a supergroup (its chat id moves). A channel that
+adds the bot gets nothing: channels are the operator's to add (`newsbot channels add`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,11 @@ async def on_my_chat_member(update: Update, context: Context) -> None:
         async with services.db.transaction() as session:
             await deactivate_chat(session, chat.id, reason)
         log.info("chat %s: %s", chat.id, reason)
+        return
+    if is_in and not was_in and chat.type == ChatType.CHANNEL:
+        # Anyone may make the bot a channel's admin: stored, the channel would receive
+        # every alert sent to everyone. It stays unknown until the operator adds it.
+        log.info("channel %s added the bot; `newsbot channels add` sends it alerts", chat.id)
         return
     if is_in and not was_in and chat.type != ChatType.PRIVATE:
         # A private chat that unblocks the bot starts again with /start (Telegram offers

@@ -15,7 +15,15 @@ from telegram.constants import ParseMode
 
 from bot.delivery.render import topic_label
 from bot.text.topics import Catalog, CatalogTopic, ResolvedTopic, from_key, resolve
-from handlers.context import Context, Reader, is_group, may_change_topics, pick_button, reader
+from handlers.context import (
+    Context,
+    Reader,
+    is_group,
+    is_private,
+    may_change_topics,
+    pick_button,
+    reader,
+)
 from storage.subscriptions import list_chat_topic_keys
 
 # The welcome's buttons: what Arabic newsrooms' readers follow most.
@@ -63,19 +71,20 @@ async def start(update: Update, context: Context) -> None:
     message = update.effective_message
     if message is None:
         return
-    r = await reader(update, context, register=True)
+    # A group member who is not an admin gets the welcome only: it neither follows a link
+    # nor undoes an admin's /stop (a group new to the bot is stored all the same).
+    may_change = await may_change_topics(update, context)
+    r = await reader(update, context, register=True, reactivate=may_change)
     _ = r.gettext
     services = context.services
     catalog = services.topics.catalog
-    linked = linked_topics(context.args[0] if context.args else "", catalog)
-    if linked and not await may_change_topics(update, context):
-        linked = []  # a group member who is not an admin gets the welcome only
+    linked = linked_topics(context.args[0] if context.args else "", catalog) if may_change else []
 
     async def follow_linked(session: AsyncSession) -> set[str]:
         for topic in linked:
             resolved = from_key(topic.key, catalog=catalog)
-            if resolved is not None:
-                await services.topics.follow(session, r.chat_id, resolved)
+            if resolved is not None:  # a catalog topic: no daily quota applies
+                await services.topics.follow(session, r.chat_id, resolved, now=services.clock())
         return await list_chat_topic_keys(session, r.chat_id)
 
     # Through the shared writer even without a link: many /start share one transaction.
@@ -147,7 +156,8 @@ async def help_command(update: Update, context: Context) -> None:
         return
     r = await reader(update, context)
     user = update.effective_user
-    editor = context.services.is_editor(user.id if user else None)
+    # The editors' commands work in their private chat only: a group is not told of them.
+    editor = is_private(message.chat) and context.services.is_editor(user.id if user else None)
     await message.reply_text(
         help_text(r, editor=editor, group=is_group(message.chat)), parse_mode=ParseMode.HTML
     )

@@ -1,5 +1,6 @@
 """What a chat follows: /follow (a name, or the browser of catalog topics), /unfollow,
-/topics, and their buttons. Only a group's admins change what the group follows.
+/topics, and their buttons. Only a group's admins change what the group follows, and a
+chat brings only so many new free phrases into storage a day (``bot.delivery.fanout``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from telegram import (
 from telegram.constants import ParseMode
 from telegram.error import BadRequest
 
+from bot.delivery.fanout import TooManyNewTopics
 from bot.delivery.render import topic_label
 from bot.text.topics import (
     MAX_PHRASE_CHARS,
@@ -115,7 +117,7 @@ async def unfollow(update: Update, context: Context) -> None:
             name = html.escape(_resolved_label(topic, r.language, catalog))
             stored = await get_topic_by_key(session, topic.key)
             if stored is not None and await services.topics.unfollow(
-                session, r.chat_id, stored.id
+                session, r.chat_id, stored.id, now=services.clock()
             ):
                 lines.append(_("You no longer follow <b>{topic}</b>.").format(topic=name))
             else:
@@ -183,7 +185,11 @@ async def _follow_phrases(context: Context, r: Reader, phrases: Sequence[str]) -
             elif len(followed) >= MAX_TOPICS:
                 lines.append(_limit_text(r))
             else:
-                await services.topics.follow(session, r.chat_id, topic)
+                try:
+                    await services.topics.follow(session, r.chat_id, topic, now=services.clock())
+                except TooManyNewTopics as exc:
+                    lines.append(_new_topics_limit_text(r, exc.limit))
+                    continue
                 followed.add(topic.key)
                 if topic.catalog is not None:
                     line = _("✓ Following <b>{topic}</b>: its breaking news will arrive here.")
@@ -204,6 +210,16 @@ def _limit_text(r: Reader) -> str:
         "This chat follows {count} topics, the most it can: unfollow one first (/topics).",
         MAX_TOPICS,
     ).format(count=MAX_TOPICS)
+
+
+def _new_topics_limit_text(r: Reader, limit: int) -> str:
+    return r.ngettext(
+        "This chat has created {count} new topic today, the most it can in a day: try again "
+        "tomorrow. The topics /follow lists are not limited.",
+        "This chat has created {count} new topics today, the most it can in a day: try again "
+        "tomorrow. The topics /follow lists are not limited.",
+        limit,
+    ).format(count=limit)
 
 
 def _resolved_label(topic: ResolvedTopic, language: str, catalog: Catalog) -> str:
@@ -365,20 +381,21 @@ async def pick(update: Update, context: Context) -> None:
     _ = r.gettext
     topic = catalog.topics[index]
     name = topic_label(topic.key, r.language, catalog)
+    now = services.clock()
     async with services.db.transaction() as session:
         followed = await list_chat_topic_keys(session, r.chat_id)
         if topic.key in followed:
             stored = await get_topic_by_key(session, topic.key)
             if stored is not None:
-                await services.topics.unfollow(session, r.chat_id, stored.id)
+                await services.topics.unfollow(session, r.chat_id, stored.id, now=now)
             followed.discard(topic.key)
             answer = _("Unfollowed {topic}").format(topic=name)
         elif len(followed) >= MAX_TOPICS:
             answer = _limit_text(r)
         else:
             resolved = from_key(topic.key, catalog=catalog)
-            if resolved is not None:
-                await services.topics.follow(session, r.chat_id, resolved)
+            if resolved is not None:  # a catalog topic: no daily quota applies
+                await services.topics.follow(session, r.chat_id, resolved, now=now)
                 followed.add(topic.key)
             answer = _("✓ Following {topic}").format(topic=name)
     markup = _marked(query.message, catalog, r.language, followed)
@@ -425,7 +442,9 @@ async def unfollow_button(update: Update, context: Context) -> None:
     topic_id = int(query.data.partition(":")[2])
     async with services.db.transaction() as session:
         topic = await get_topic(session, topic_id)
-        removed = await services.topics.unfollow(session, r.chat_id, topic_id)
+        removed = await services.topics.unfollow(
+            session, r.chat_id, topic_id, now=services.clock()
+        )
         followed = await list_chat_topics(session, r.chat_id)
     text, markup = topics_view(followed, r, catalog)
     await _edit(query, text, markup)

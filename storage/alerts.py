@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db import dialect_insert
-from storage.models import Alert, Article, Delivery, Feed
+from storage.models import Alert, Article, Delivery, Feed, Subscription, Topic
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +92,24 @@ async def list_latest_alerts(session: AsyncSession, limit: int = 5) -> list[Aler
     return await _records(session, true(), limit=limit)
 
 
+async def list_followed_among(
+    session: AsyncSession, chat_ids: Collection[int], keys: Collection[str]
+) -> dict[int, set[str]]:
+    """Of these topic keys (an alert's matched topics), those each of these chats follows
+    now; a chat following none of them is left out."""
+    if not chat_ids or not keys:
+        return {}
+    query = (
+        select(Subscription.chat_id, Topic.key)
+        .join(Topic, Topic.id == Subscription.topic_id)
+        .where(Subscription.chat_id.in_(chat_ids), Topic.key.in_(keys))
+    )
+    followed: dict[int, set[str]] = {}
+    for chat_id, key in await session.execute(query):
+        followed.setdefault(chat_id, set()).add(key)
+    return followed
+
+
 async def _records(
     session: AsyncSession, condition: ColumnElement[bool], *, limit: int
 ) -> list[AlertRecord]:
@@ -125,5 +143,6 @@ __all__ = [
     "create_alert",
     "get_alert",
     "list_alertable",
+    "list_followed_among",
     "list_latest_alerts",
 ]

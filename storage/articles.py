@@ -19,6 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage.db import dialect_insert
 from storage.models import Article
 
+# Values per IN list: a statement carries at most 32,767 parameters on asyncpg (and 32,766
+# on SQLite), whatever the feed brought.
+IN_CHUNK = 1_000
+
 
 @dataclass(frozen=True, slots=True)
 class ArticleData:
@@ -136,16 +140,16 @@ def _link(link: str) -> str:
 async def _find_existing(
     session: AsyncSession, items: Sequence[ArticleData]
 ) -> dict[str, Article]:
-    uids = [item.uid for item in items]
-    links = [item.link_key for item in items if item.link_key]
-    condition: ColumnElement[bool] = Article.uid.in_(uids)
-    if links:
-        condition = or_(condition, Article.link.in_(links))
     found: dict[str, Article] = {}
-    for article in (await session.scalars(select(Article).where(condition))).all():
-        found[article.uid] = article
-        if article.link:
-            found.setdefault(_link(article.link), article)
+    for start in range(0, len(items), IN_CHUNK):
+        chunk = items[start : start + IN_CHUNK]
+        condition: ColumnElement[bool] = Article.uid.in_([item.uid for item in chunk])
+        if links := [item.link_key for item in chunk if item.link_key]:
+            condition = or_(condition, Article.link.in_(links))
+        for article in (await session.scalars(select(Article).where(condition))).all():
+            found[article.uid] = article
+            if article.link:
+                found.setdefault(_link(article.link), article)
     return found
 
 

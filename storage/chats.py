@@ -49,13 +49,15 @@ async def upsert_chat(
     kind: str,
     title: str | None = None,
     language: str | None = None,
+    reactivate: bool = True,
 ) -> str:
-    """Register a chat (or refresh it), active again if it had stopped; its language.
+    """Register a chat (or refresh it), active again if it had stopped (unless
+    ``reactivate`` is False: a new chat is active all the same); its language.
 
     ``language`` is the chat's language when it is new; a known chat keeps the one it has.
     One statement: every command of a new reader starts with it.
     """
-    statement = _upsert_statement(session.get_bind().dialect.name)
+    statement = _upsert_statement(session.get_bind().dialect.name, reactivate)
     values = {"id": chat_id, "kind": kind, "title": title, "language": language or "ar"}
     language_stored: str | None = await session.scalar(statement, values)
     assert language_stored is not None  # noqa: S101 - inserted or updated, a row comes back
@@ -63,7 +65,7 @@ async def upsert_chat(
 
 
 @cache
-def _upsert_statement(dialect: str) -> Any:
+def _upsert_statement(dialect: str, reactivate: bool) -> Any:
     """Built once per dialect: building ``excluded`` copies every column of the table."""
     insert = DIALECT_INSERTS[dialect](Chat).values(
         id=bindparam("id"),
@@ -72,14 +74,15 @@ def _upsert_statement(dialect: str) -> Any:
         language=bindparam("language"),
         active=True,
     )
-    return insert.on_conflict_do_update(
-        index_elements=[Chat.id],
-        set_={
-            "kind": insert.excluded.kind,
-            "title": func.coalesce(insert.excluded.title, Chat.title),
-            "active": True,
-        },
-    ).returning(Chat.language)
+    refreshed: dict[str, Any] = {
+        "kind": insert.excluded.kind,
+        "title": func.coalesce(insert.excluded.title, Chat.title),
+    }
+    if reactivate:
+        refreshed["active"] = True
+    return insert.on_conflict_do_update(index_elements=[Chat.id], set_=refreshed).returning(
+        Chat.language
+    )
 
 
 async def set_language(session: AsyncSession, chat_id: int, language: str) -> None:

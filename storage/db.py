@@ -2,11 +2,14 @@
 
 SQLite runs in WAL mode with a busy timeout and foreign keys on; transactions that write
 start with ``BEGIN IMMEDIATE`` so a read-then-write never fails with "database is locked".
+PostgreSQL connections are checked as they leave the pool, so that a connection the server
+cut (a restart) is replaced instead of failing the next query.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -22,7 +25,10 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -53,15 +59,56 @@ def default_database_url() -> str:
     return f"sqlite+aiosqlite:///{Path.cwd() / 'newsbot.db'}"
 
 
+class LockLost(Exception):
+    """The connection holding a lock of :meth:`Database.exclusive` was cut: the lock is gone,
+    and another process may hold it by now."""
+
+
+# PostgreSQL's classes of errors that pass by themselves: connection exception, insufficient
+# resources, operator intervention (a shutdown, a restart), system error; and conflicts.
+_TRANSIENT_CLASSES = ("08", "53", "57", "58")
+_TRANSIENT_STATES = ("40001", "40P01")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a database error may pass by itself: a lock held too long, a connection cut
+    or refused, a server restarting, a pool exhausted (the same work may succeed later)."""
+    if isinstance(exc, DBAPIError):
+        # No statement: connecting failed (a server starting up, or refusing connections).
+        if exc.connection_invalidated or exc.statement is None:
+            return True
+        state = str(getattr(exc.orig, "sqlstate", None) or "")
+        if state[:2] in _TRANSIENT_CLASSES or state in _TRANSIENT_STATES:
+            return True
+    return isinstance(exc, OperationalError | InterfaceError | PoolTimeout | OSError)
+
+
 class Database:
     """One database: an engine, a session factory and the migrations that shape it."""
 
-    def __init__(self, url: str, **engine_options: Any) -> None:
+    def __init__(
+        self, url: str, *, busy_timeout: float | None = None, **engine_options: Any
+    ) -> None:
+        """``busy_timeout``: how long a SQLite write waits for another's lock, in seconds
+        (default: the URL's ``?timeout=``, else ``SQLITE_BUSY_TIMEOUT_MS``)."""
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        self.busy_timeout = busy_timeout
+        if not self.is_sqlite:
+            # A pooled connection the server cut (a restart, a failover) is replaced when
+            # next taken, instead of failing the query it was taken for.
+            engine_options.setdefault("pool_pre_ping", True)
         self.engine: AsyncEngine = create_async_engine(self.url, **engine_options)
         if self.is_sqlite:
-            event.listen(self.engine.sync_engine, "connect", _sqlite_on_connect)
+            if busy_timeout is None:
+                given = self.url.query.get("timeout")
+                busy_timeout = (
+                    float(given) if isinstance(given, str) else SQLITE_BUSY_TIMEOUT_MS / 1000
+                )
+                self.busy_timeout = busy_timeout
+            event.listen(
+                self.engine.sync_engine, "connect", _sqlite_on_connect(round(busy_timeout * 1000))
+            )
             event.listen(self.engine.sync_engine, "begin", _sqlite_on_begin)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._writers = async_sessionmaker(
@@ -95,24 +142,37 @@ class Database:
     async def exclusive(self, name: str, *, retry: float = 2.0) -> AsyncIterator[None]:
         """Hold a lock named ``name`` across processes while inside, waiting for it first.
 
-        On PostgreSQL a session advisory lock (released if the process dies); on SQLite a
-        no-op, as one process serves a SQLite database.
+        On PostgreSQL a session advisory lock (released if the process dies). Its connection
+        is checked every ``retry`` seconds: if it was cut (the lock went with it) the block
+        is cancelled and :class:`LockLost` raised. On SQLite a no-op, as one process serves
+        a SQLite database.
         """
         if self.is_sqlite:
             yield
             return
         key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        holder = asyncio.current_task()
+        assert holder is not None  # noqa: S101 - an async context manager runs in a task
         async with self.engine.connect() as connection:
             locked = text("SELECT pg_try_advisory_lock(:key)")
             while not await connection.scalar(locked, {"key": key}):
                 await connection.rollback()  # no transaction left open while we wait
                 await asyncio.sleep(retry)
+            backend = await connection.scalar(text("SELECT pg_backend_pid()"))
             await connection.commit()
+            lost, done = asyncio.Event(), asyncio.Event()
+            guard = asyncio.create_task(_guard(connection, backend, retry, holder, lost, done))
             try:
                 yield
+            except asyncio.CancelledError:
+                # Cancelled by the guard (and by nobody else): say why, as asyncio.timeout does.
+                if lost.is_set() and holder.uncancel() == 0:
+                    raise LockLost(f"lost the lock {name!r}: its connection was cut") from None
+                raise
             finally:
-                await connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
-                await connection.commit()
+                done.set()  # not cancelled: a query cut short would leave the connection unusable
+                await guard
+                await _unlock(connection, key, lost.is_set())
 
     async def dispose(self) -> None:
         """Close every pooled connection."""
@@ -151,7 +211,14 @@ class GroupWriter:
             try:
                 async with self._database.transaction() as session:
                     results = [await job(session) for job, _ in batch]
-            except Exception:
+            except Exception as exc:
+                if is_transient(exc):
+                    # The database, not a job, failed (locked, unreachable): one by one each
+                    # would wait out the same busy timeout, or fail the same way.
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
                 await self._one_by_one(batch)
                 continue
             for (_, future), result in zip(batch, results, strict=True):
@@ -203,18 +270,61 @@ def _upgrade(connection: Connection) -> SchemaChange:
     return SchemaChange(before=before, after=after, reindex=reindex)
 
 
-def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
-    # Let SQLAlchemy's "begin" event emit BEGIN itself (pysqlite's own is deferred and late).
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    for pragma in (
-        "PRAGMA journal_mode=WAL",
-        f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
-        "PRAGMA foreign_keys=ON",
-        "PRAGMA synchronous=NORMAL",
-    ):
-        cursor.execute(pragma)
-    cursor.close()
+async def _guard(
+    connection: AsyncConnection,
+    backend: object,
+    every: float,
+    holder: asyncio.Task[Any],
+    lost: asyncio.Event,
+    done: asyncio.Event,
+) -> None:
+    """Cancel ``holder`` once the lock's connection is no longer the session that took it;
+    return when ``done`` is set."""
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), every)
+        if done.is_set():
+            return
+        try:
+            # A cut connection fails, or (SQLAlchemy reconnecting) is another session.
+            same = await connection.scalar(text("SELECT pg_backend_pid()")) == backend
+            await connection.rollback()
+        except Exception:
+            same = False
+        if not same:
+            lost.set()
+            holder.cancel()
+            return
+
+
+async def _unlock(connection: AsyncConnection, key: int, lost: bool) -> None:
+    """Release the advisory lock; a connection that may still hold it is never pooled."""
+    if not lost:
+        try:
+            await connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+            await connection.commit()
+            return
+        except Exception:  # noqa: S110 - closing the session below releases the lock
+            pass
+    # The server releases a session's locks when it ends: end it, rather than pool it.
+    await connection.invalidate()
+
+
+def _sqlite_on_connect(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event emit BEGIN itself (pysqlite's own is deferred).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in (
+            "PRAGMA journal_mode=WAL",
+            f"PRAGMA busy_timeout={busy_timeout_ms}",
+            "PRAGMA foreign_keys=ON",
+            "PRAGMA synchronous=NORMAL",
+        ):
+            cursor.execute(pragma)
+        cursor.close()
+
+    return on_connect
 
 
 def _sqlite_on_begin(connection: Connection) -> None:

@@ -3,7 +3,8 @@
 States: ``pending`` (due at ``due_at``) → ``claimed`` (taken by the sender, waiting for its
 turn) → ``sending`` (request in flight) → ``sent``; or ``failed`` (Telegram refused it for
 good), ``dropped`` (stale, or the chat is gone), and ``unknown`` (the request may have
-reached Telegram: never resent blindly).
+reached Telegram: never resent blindly; the operator lists them with :func:`list_in_doubt`
+and may put them back in the queue with :func:`resend_in_doubt`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from datetime import datetime
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Alert, Chat, Delivery
+from storage.models import Alert, Article, Chat, Delivery
 
 PENDING, CLAIMED, SENDING, SENT, FAILED, DROPPED, UNKNOWN = (
     "pending",
@@ -157,6 +158,88 @@ async def drop_stale(session: AsyncSession, created_before: datetime) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+@dataclass(frozen=True, slots=True)
+class InDoubt:
+    """A delivery whose request may or may not have reached Telegram."""
+
+    id: int
+    alert_id: int
+    chat_id: int
+    chat_title: str | None
+    headline: str  # the article's title, or an editor's text
+    due_at: datetime  # when it was last due: it was attempted then, or soon after
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Resent:
+    """What :func:`resend_in_doubt` did: rows put back in the queue, and rows left in doubt
+    because their alert is stale or their chat no longer receives alerts."""
+
+    queued: int
+    stale: int
+    inactive: int
+
+
+async def list_in_doubt(session: AsyncSession, alert_id: int | None = None) -> list[InDoubt]:
+    """The deliveries in doubt (of one alert, if given), oldest alert first."""
+    query = (
+        select(
+            Delivery.id,
+            Delivery.alert_id,
+            Delivery.chat_id,
+            Chat.title,
+            func.coalesce(Article.title, Alert.text, ""),
+            Delivery.due_at,
+            Delivery.error,
+        )
+        .join(Chat, Chat.id == Delivery.chat_id)
+        .join(Alert, Alert.id == Delivery.alert_id)
+        .outerjoin(Article, Article.id == Alert.article_id)
+        .where(Delivery.state == UNKNOWN)
+        .order_by(Delivery.alert_id, Delivery.chat_id)
+    )
+    if alert_id is not None:
+        query = query.where(Delivery.alert_id == alert_id)
+    return [InDoubt(*row) for row in await session.execute(query)]
+
+
+async def resend_in_doubt(
+    session: AsyncSession,
+    now: datetime,
+    *,
+    created_since: datetime,
+    alert_id: int | None = None,
+) -> Resent:
+    """Put the deliveries in doubt (of one alert, if given) back in the queue, due now: the
+    operator's deliberate choice, as a reader may get the alert twice. Rows of alerts created
+    before ``created_since`` (the sender would drop them as stale) and of chats that no longer
+    receive alerts stay in doubt."""
+    in_doubt = [Delivery.state == UNKNOWN]
+    if alert_id is not None:
+        in_doubt.append(Delivery.alert_id == alert_id)
+    fresh = Delivery.alert_id.in_(select(Alert.id).where(Alert.created_at >= created_since))
+    active = Delivery.chat_id.in_(select(Chat.id).where(Chat.active.is_(True)))
+    counts = (
+        await session.execute(
+            select(
+                func.count().filter(~fresh),
+                func.count().filter(fresh, ~active),
+            ).where(*in_doubt)
+        )
+    ).one()
+    result = await session.execute(
+        update(Delivery)
+        .where(*in_doubt, fresh, active)
+        .values(state=PENDING, due_at=now, error=None)
+    )
+    return Resent(
+        queued=int(getattr(result, "rowcount", 0) or 0),
+        stale=int(counts[0]),
+        inactive=int(counts[1]),
+    )
+
+
 async def count_by_state(session: AsyncSession, since: datetime | None = None) -> dict[str, int]:
     """How many deliveries are in each state (of alerts created since ``since``)."""
     query = select(Delivery.state, func.count()).group_by(Delivery.state)
@@ -176,13 +259,17 @@ __all__: Sequence[str] = [
     "SENT",
     "UNKNOWN",
     "Claimed",
+    "InDoubt",
+    "Resent",
     "claim_due",
     "count_by_state",
     "deactivate_chat",
     "drop_stale",
     "finish",
+    "list_in_doubt",
     "mark_sending",
     "mark_sent",
     "recover_in_flight",
+    "resend_in_doubt",
     "retry_later",
 ]

@@ -7,10 +7,19 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Update, bindparam, delete, func, or_, select, update
+from sqlalchemy import String, Update, bindparam, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Article, Feed
+
+
+@cache
+def feed_column_room(column: str) -> int:
+    """How many characters the feeds table holds in ``column`` (a string column)."""
+    kind = Feed.metadata.tables[Feed.__tablename__].c[column].type
+    if not isinstance(kind, String) or kind.length is None:
+        raise TypeError(f"feeds.{column} is not a string column of bounded length")
+    return kind.length
 
 
 def add_feed(

@@ -159,10 +159,16 @@ class Topic(Base):
     """Something readers follow: a catalog topic or a free phrase, by its normalised key."""
 
     __tablename__ = "topics"
+    __table_args__ = (Index("ix_topics_created_by_created_at", "created_by", "created_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     key: Mapped[str] = mapped_column(String(300), unique=True)
     label: Mapped[str] = mapped_column(String(300))
+    # When and by which chat it was first followed (None: before Newsbot kept count, or
+    # the operator's): a chat creates only so many free phrases a day, and a topic nobody
+    # follows is deleted only once that day is over, so that unfollowing frees no quota.
+    created_at: Mapped[datetime | None] = mapped_column(default=utcnow)
+    created_by: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class Subscription(Base):
@@ -195,6 +201,23 @@ class Alert(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
+class Draft(Base):
+    """An editor's alert, previewed and waiting for «Send» or «Cancel» until it expires.
+
+    Stored, not kept in memory: a restart keeps it, and any process may take the press.
+    """
+
+    __tablename__ = "drafts"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    editor_id: Mapped[int] = mapped_column(BigInteger)
+    text: Mapped[str] = mapped_column(Text)
+    topic_key: Mapped[str | None] = mapped_column(String(300))
+    topic_label: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
 class Delivery(Base):
     """The outbox: one row per alert and chat, marked as the sender goes."""
 
@@ -222,6 +245,7 @@ __all__ = [
     "Base",
     "Chat",
     "Delivery",
+    "Draft",
     "Feed",
     "Subscription",
     "Topic",

@@ -8,11 +8,14 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, or_, select
+from sqlalchemy import bindparam, delete, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db import DIALECT_INSERTS, dialect_insert
-from storage.models import Chat, Subscription, Topic
+from storage.models import Chat, Subscription, Topic, utcnow
+
+# Ids per statement where a list of them is bound (SQLite and asyncpg cap parameters).
+CHUNK = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,11 +37,31 @@ async def get_topic_by_key(session: AsyncSession, key: str) -> Topic | None:
     return await session.scalar(select(Topic).where(Topic.key == key))
 
 
-async def upsert_topic(session: AsyncSession, key: str, label: str) -> Topic:
-    """The topic with this key, created with this label if it is new."""
+async def get_topic_id(session: AsyncSession, key: str, *, to_follow: bool = False) -> int | None:
+    """The id of the topic with this key, or None.
+
+    ``to_follow`` holds the row until the transaction ends (PostgreSQL's FOR KEY SHARE,
+    as the subscription's foreign key would): :func:`remove_unused_topics` then leaves it
+    alone, and a topic it is deleting right now is None here, to be created again.
+    """
+    query = select(Topic.id).where(Topic.key == key)
+    if to_follow:
+        query = query.with_for_update(read=True, key_share=True)
+    return await session.scalar(query)
+
+
+async def upsert_topic(
+    session: AsyncSession,
+    key: str,
+    label: str,
+    *,
+    created_by: int | None = None,
+    now: datetime | None = None,
+) -> Topic:
+    """The topic with this key, created with this label (by this chat) if it is new."""
     await session.execute(
         dialect_insert(session)(Topic)
-        .values(key=key, label=label)
+        .values(key=key, label=label, created_by=created_by, created_at=now or utcnow())
         .on_conflict_do_nothing(index_elements=[Topic.key])
     )
     topic = await get_topic_by_key(session, key)
@@ -46,11 +69,64 @@ async def upsert_topic(session: AsyncSession, key: str, label: str) -> Topic:
     return topic
 
 
-async def list_topics(session: AsyncSession, after_id: int = 0) -> Sequence[Topic]:
-    """Every topic anyone has followed (the matcher is built from them), or those added
-    after ``after_id``."""
-    query = select(Topic).where(Topic.id > after_id).order_by(Topic.id)
-    return (await session.scalars(query)).all()
+async def count_created_topics(
+    session: AsyncSession, chat_id: int, since: datetime, *, key_prefix: str = ""
+) -> int:
+    """How many topics (with keys starting ``key_prefix``) the chat created since then,
+    whether still followed or not."""
+    query = select(func.count()).where(
+        Topic.created_by == chat_id,
+        Topic.created_at >= since,
+        Topic.key.startswith(key_prefix, autoescape=True),
+    )
+    return int(await session.scalar(query) or 0)
+
+
+async def list_topics(session: AsyncSession, ids: Collection[int]) -> list[Topic]:
+    """The topics with these ids (those that still exist), by id."""
+    wanted = sorted(ids)
+    found: list[Topic] = []
+    for start in range(0, len(wanted), CHUNK):
+        query = select(Topic).where(Topic.id.in_(wanted[start : start + CHUNK]))
+        found += (await session.scalars(query.order_by(Topic.id))).all()
+    return found
+
+
+def _followed() -> Any:
+    return exists().where(Subscription.topic_id == Topic.id)
+
+
+async def list_followed_topic_ids(session: AsyncSession) -> set[int]:
+    """The ids of the topics at least one chat follows (the matcher holds just these)."""
+    return set((await session.scalars(select(Topic.id).where(_followed()))).all())
+
+
+async def has_followers(session: AsyncSession, topic_id: int) -> bool:
+    """Whether any chat follows the topic."""
+    query = select(Subscription.id).where(Subscription.topic_id == topic_id).limit(1)
+    return await session.scalar(query) is not None
+
+
+async def remove_unused_topics(session: AsyncSession, created_before: datetime) -> int:
+    """Delete the topics nobody follows that were created before then (or before Newsbot
+    kept count); how many. A topic with followers is never deleted.
+
+    On PostgreSQL the topics are locked first, skipping those a follow holds (see
+    :func:`get_topic_id`), and checked again once locked: a follower who committed
+    meanwhile keeps the topic, where the cascade would otherwise take their subscription.
+    """
+    old = or_(Topic.created_at.is_(None), Topic.created_at < created_before)
+    unused = select(Topic.id).where(old, ~_followed()).with_for_update(skip_locked=True, of=Topic)
+    ids = list((await session.scalars(unused)).all())
+    removed = 0
+    for start in range(0, len(ids), CHUNK):
+        result = await session.execute(
+            delete(Topic)
+            .where(Topic.id.in_(ids[start : start + CHUNK]), ~_followed())
+            .execution_options(synchronize_session=False)
+        )
+        removed += int(getattr(result, "rowcount", 0) or 0)
+    return removed
 
 
 async def add_subscription(session: AsyncSession, chat_id: int, topic_id: int) -> bool:
@@ -154,15 +230,20 @@ async def top_topics(session: AsyncSession, limit: int = 10) -> list[TopicCount]
 __all__ = [
     "TopicCount",
     "add_subscription",
+    "count_created_topics",
     "get_topic",
     "get_topic_by_key",
+    "get_topic_id",
+    "has_followers",
     "list_chat_topic_keys",
     "list_chat_topics",
+    "list_followed_topic_ids",
     "list_followers",
     "list_receiving_chats",
     "list_topics",
     "remove_subscription",
     "remove_subscriptions",
+    "remove_unused_topics",
     "top_topics",
     "upsert_topic",
 ]

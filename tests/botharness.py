@@ -8,12 +8,15 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import select
 from telegram import Update
 
 from bot.app import build_application
 from bot.config import load_settings
 from bot.services import Services
 from handlers.context import NewsbotApplication
+from storage.chats import get_chat
+from storage.models import Chat, Subscription, Topic
 from tests.fakebotapi import FakeBotAPI, SentMessage
 
 EDITOR = 7001
@@ -55,6 +58,22 @@ class RunningBot:
         await self.fake.wait_for(
             lambda: len(self.fake.callback_answers) > answered, what="the button's answer"
         )
+
+    async def followed(self, chat_id: int) -> list[str]:
+        """The keys of the topics a chat follows, as stored, in the order followed."""
+        async with self.services.db.sessions() as session:
+            query = (
+                select(Topic.key)
+                .join(Subscription, Subscription.topic_id == Topic.id)
+                .where(Subscription.chat_id == chat_id)
+                .order_by(Subscription.id)
+            )
+            return list((await session.scalars(query)).all())
+
+    async def stored_chat(self, chat_id: int) -> Chat | None:
+        """The chat as stored."""
+        async with self.services.db.sessions() as session:
+            return await get_chat(session, chat_id)
 
 
 @asynccontextmanager

@@ -28,6 +28,13 @@ DEFAULT_TOKEN = "123456:TEST-TOKEN"  # noqa: S105 - the fake server's own, not a
 MAX_TEXT_LENGTH = 4096
 MAX_CALLBACK_DATA_BYTES = 64
 DEFAULT_GROUP_USER = 1001  # who speaks in a group when a test does not say
+# The sender Telegram shows for a group's anonymous admins.
+ANONYMOUS_ADMIN = {
+    "id": 1087968824,
+    "is_bot": True,
+    "first_name": "Group",
+    "username": "GroupAnonymousBot",
+}
 
 # The update types Telegram sends when allowed_updates is empty or was never set.
 _OPT_IN_UPDATES = frozenset({"chat_member", "message_reaction", "message_reaction_count"})
@@ -945,16 +952,21 @@ class FakeBotAPI:
         title: str | None = None,
         reply_to_message_id: int | None = None,
         message_thread_id: int | None = None,
+        anonymous_admin: bool = False,
     ) -> int:
         """A reader sends ``text`` to the bot (commands get their bot_command entity).
 
         The chat's type is ``chat_type``, else the one it has, else guessed from the id.
+        ``anonymous_admin`` sends it as a group's anonymous admin does: as the group itself
+        (``sender_chat``), from Telegram's GroupAnonymousBot.
         """
         self.add_chat(chat_id, chat_type=chat_type, title=title)
         chat = self._chats[chat_id]
         if user_id is None:
             user_id = chat_id if chat.type == "private" else DEFAULT_GROUP_USER
         user = self._user(user_id, language_code, first_name, username)
+        if anonymous_admin:
+            user = dict(ANONYMOUS_ADMIN)
         if chat.type == "private":
             if first_name is not None:
                 chat.first_name = first_name
@@ -968,6 +980,8 @@ class FakeBotAPI:
             "date": int(time.time()),
             "text": text,
         }
+        if anonymous_admin:
+            message["sender_chat"] = chat.json()
         entities = [
             {
                 "type": "bot_command",

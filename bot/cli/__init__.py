@@ -30,6 +30,8 @@ COMMANDS = {
     "channels add": "channels:add",
     "channels list": "channels:list_",
     "channels remove": "channels:remove",
+    "deliveries doubt": "deliveries:doubt",
+    "deliveries resend": "deliveries:resend",
     "poll": "poll:poll",
     "search": "search:search",
     "db upgrade": "db:upgrade",
@@ -104,6 +106,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     remove_channel.add_argument("channel", metavar="@NAME_OR_ID")
 
+    deliveries = commands.add_parser(
+        "deliveries", help=_("deliveries in doubt: list them, send them again deliberately")
+    )
+    delivery_commands = deliveries.add_subparsers(
+        dest="deliveries_command", required=True, metavar="ACTION"
+    )
+    doubt = delivery_commands.add_parser(
+        "doubt", help=_("list the deliveries whose request may or may not have reached Telegram")
+    )
+    doubt.add_argument("--alert", type=_positive, metavar="ID", help=_("only this alert's"))
+    resend = delivery_commands.add_parser(
+        "resend",
+        help=_("put deliveries in doubt back in the queue (their readers may get them twice)"),
+    )
+    resent = resend.add_mutually_exclusive_group(required=True)
+    resent.add_argument("--alert", type=_positive, metavar="ID", help=_("this alert's"))
+    resent.add_argument("--all", action="store_true", help=_("every alert's"))
+
     db = commands.add_parser("db", help=_("database maintenance"))
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     db_commands.add_parser("upgrade", help=_("apply the database migrations"))
@@ -121,6 +141,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from bot.logs import quiet_noisy_loggers, redact_secrets
+
+    # Before any request: the HTTP clients log each URL at INFO, and Bot API URLs carry the
+    # token.
+    quiet_noisy_loggers()
     # Imported once the arguments are known to be right: these cost a third of a second.
     from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -129,6 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         settings = load_settings()
+        # Whatever logs them, from here on (a library's DEBUG line, a traceback).
+        redact_secrets(settings.secret_values)
         for warning in unknown_variables():
             print(f"newsbot: warning: {warning}", file=sys.stderr)
         module, function = COMMANDS[_command_name(args)].split(":")

@@ -21,7 +21,6 @@ from storage.chats import get_chat, set_all_breaking, stop_chat, upsert_chat
 from storage.models import Chat
 from storage.subscriptions import (
     add_subscription,
-    get_topic_by_key,
     list_chat_topics,
     upsert_topic,
 )
@@ -92,12 +91,9 @@ async def add(core: Core, args: argparse.Namespace) -> int:
                 ).format(channel=args.channel)
             )
     title = chat.title or chat.username or str(chat.id)
-    new_topics: list[str] = []
     async with core.db.transaction() as session:
         await upsert_chat(session, chat.id, kind="channel", title=title)
         for topic in topics:
-            if await get_topic_by_key(session, topic.key) is None:
-                new_topics.append(topic.label)
             stored = await upsert_topic(session, topic.key, topic.label)
             await add_subscription(session, chat.id, stored.id)
         await set_all_breaking(session, chat.id, not topics)
@@ -112,13 +108,6 @@ async def add(core: Core, args: argparse.Namespace) -> int:
         print(
             _("channel {title} ({id}) now receives every breaking story").format(
                 title=title, id=chat.id
-            )
-        )
-    if new_topics:
-        # A running bot builds its matcher from the stored topics when it starts.
-        print(
-            _("note: a running bot matches {topics} after it restarts").format(
-                topics=", ".join(new_topics)
             )
         )
     return EXIT_OK

@@ -2,15 +2,17 @@
 
 The label comes first and in Arabic for Arabic readers (Telegram takes a message's
 direction from its first strong character), every piece of feed text is escaped after
-translation, and the message never passes Telegram's 4,096 characters: the summary is
-shortened, never the markup.
+translation, and the message never passes Telegram's 4,096 characters: every part is
+bounded (headline, source, a few of the reader's own topics, a link Telegram accepts or
+none) and the summary is shortened, never the markup.
 """
 
 from __future__ import annotations
 
 import html
+import ipaddress
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -25,8 +27,23 @@ from storage.alerts import AlertRecord
 TELEGRAM_LIMIT = 4096  # characters after entity parsing, counted in UTF-16 units
 SUMMARY_SENTENCES = 2
 SUMMARY_MAX = 600
+# The other parts' bounds, in UTF-16 units like Telegram's limit. Together they stay far
+# within it, so only the summary ever needs shortening. An editor's alert is its headline
+# (up to 1,000 characters, handlers/editor.py): the headline's bound leaves it whole unless
+# it is thick with emoji (two units each).
+HEADLINE_MAX = 1000
+SOURCE_MAX = 100
+MAX_TAGS = 3  # hashtags per reader
+TAG_MAX = 40
+# Telegram refuses the whole message for a link it cannot parse; it names no length limit,
+# so links are held to the longest the archive stores (storage.models.Article.link).
+LINK_MAX = 2048
 _SENTENCE_END = re.compile(r"(?<=[.!؟?…])\s+")
 _HASHTAG_JUNK = re.compile(r"[^\w]+")
+_LINK = re.compile(r"(?i)(https?)://([^/?#]*)(.*)", re.DOTALL)
+_LINK_SPACE = re.compile(r"[\s\x00-\x1f\x7f]")
+# What TDLib's parse_url allows in a host besides non-ASCII letters and %XX escapes.
+_HOST_CHAR = re.compile(r"[a-z0-9.\-_!$,~*'();&+=]|%[0-9a-f]{2}|[^\x00-\x7f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +55,7 @@ class AlertView:
     source: str
     published: datetime
     link: str | None
-    topics: Sequence[str] = ()
+    topics: Sequence[str] = ()  # the labels of the matched topics this reader follows
 
 
 def render_alert(alert: AlertView, *, language: str, zone: ZoneInfo) -> str:
@@ -49,13 +66,16 @@ def render_alert(alert: AlertView, *, language: str, zone: ZoneInfo) -> str:
     when = format_datetime(alert.published, format=pattern, tzinfo=zone, locale=language)
     # TRANSLATORS: the label that opens every breaking-news alert; keep it short.
     label = _("BREAKING")
-    lines = [f"{html.escape(label)} | <b>{html.escape(alert.headline)}</b>", ""]
+    headline = clip(alert.headline, HEADLINE_MAX)
+    lines = [f"{html.escape(label)} | <b>{html.escape(headline)}</b>", ""]
     summary_at = len(lines)
-    footer = [html.escape(_("Source: {source} · {time}").format(source=alert.source, time=when))]
-    if alert.link:
+    source = clip(alert.source, SOURCE_MAX)
+    footer = [html.escape(_("Source: {source} · {time}").format(source=source, time=when))]
+    link = usable_link(alert.link)
+    if link:
         more = html.escape(_("Read more"))
-        footer.append(f'<a href="{html.escape(alert.link, quote=True)}">{more}</a>')
-    tags = " ".join(tag for tag in map(hashtag, alert.topics) if tag)
+        footer.append(f'<a href="{html.escape(link, quote=True)}">{more}</a>')
+    tags = " ".join(hashtags(alert.topics))
     if tags:
         footer.append(html.escape(tags))
     summary = first_sentences(alert.summary)
@@ -74,8 +94,10 @@ def alert_view(
     language: str,
     markers: Sequence[str] = DEFAULT_MARKERS,
     catalog: Catalog | None = None,
+    followed: Collection[str] = (),
 ) -> AlertView:
-    """What a stored alert shows a reader of this language."""
+    """What a stored alert shows a reader of this language who follows the topic keys
+    ``followed``: of the topics it matched, only theirs."""
     _ = translator(language).gettext
     headline = read_headline(record.title, record.categories, markers).text
     return AlertView(
@@ -85,7 +107,7 @@ def alert_view(
         source=record.source or _("the newsroom"),
         published=record.published,
         link=record.link,
-        topics=[topic_label(key, language, catalog) for key in record.topics],
+        topics=[topic_label(key, language, catalog) for key in record.topics if key in followed],
     )
 
 
@@ -121,6 +143,78 @@ def hashtag(topic: str) -> str:
     return "#" + "_".join(words) if words else ""
 
 
+def hashtags(topics: Iterable[str], limit: int = MAX_TAGS) -> list[str]:
+    """The first ``limit`` distinct hashtags of these topic labels, each at most TAG_MAX."""
+    tags: list[str] = []
+    for topic in topics:
+        tag = _cut_tag(hashtag(topic))
+        if tag and tag not in tags:
+            tags.append(tag)
+            if len(tags) == limit:
+                break
+    return tags
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` within ``limit`` UTF-16 units: cut with "…", between words when one ends
+    in the last third."""
+    if _units(text) <= limit:
+        return text
+    end = _fit(text, limit - 1)  # room for the "…"
+    cut = text[:end]
+    space = cut.rfind(" ")
+    if space > end * 2 // 3:
+        cut = cut[:space]
+    return cut.rstrip() + "…"
+
+
+def usable_link(link: str | None) -> str | None:
+    """The link if Telegram accepts it for a text link (TDLib's parse_url and check_link:
+    http or https, a dotted or IPv6 host, a valid port) and it is at most LINK_MAX; else
+    None, since a link Telegram refuses takes the whole message with it."""
+    if not link or len(link) > LINK_MAX or _LINK_SPACE.search(link):
+        return None
+    found = _LINK.fullmatch(link)
+    if found is None:
+        return None
+    host_port = found.group(2).rpartition("@")[2]
+    host, port = host_port, ""
+    if not host_port.endswith("]") and ":" in host_port:
+        host, _, port = host_port.rpartition(":")
+        if not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
+            return None
+    return link if _usable_host(host.lower()) else None
+
+
+def _usable_host(host: str) -> bool:
+    if host.startswith("[") and host.endswith("]"):
+        address = host[1:-1]
+        if set(address) - set("0123456789abcdef:."):
+            return False  # a zone ("%eth0") is valid to Python, not to Telegram
+        try:
+            ipaddress.IPv6Address(address)
+        except ValueError:
+            return False
+        return True
+    if "." not in host or host == ".":
+        return False  # Telegram: "Wrong HTTP URL"
+    return all(_HOST_CHAR.fullmatch(piece) for piece in _host_pieces(host))
+
+
+def _host_pieces(host: str) -> list[str]:
+    """The host's characters, a %XX escape taken as one."""
+    return re.findall(r"%[0-9a-f]{2}|.", host, re.DOTALL)
+
+
+def _cut_tag(tag: str) -> str:
+    """A hashtag within TAG_MAX units, cut after a whole word when it can be."""
+    if _units(tag) <= TAG_MAX:
+        return tag
+    cut = tag[: _fit(tag, TAG_MAX)]
+    joint = cut.rfind("_")
+    return cut[:joint] if joint > 1 else cut
+
+
 def _shorten(text: str, by: int) -> str:
     """``text`` at least ``by`` characters shorter (plus room for "…"), cut between words."""
     keep = max(0, len(text) - by - 1)
@@ -130,5 +224,19 @@ def _shorten(text: str, by: int) -> str:
 
 def _visible_length(markup: str) -> int:
     """Telegram's count: the text without tags, entities decoded, in UTF-16 units."""
-    plain = html.unescape(re.sub(r"<[^>]+>", "", markup))
-    return len(plain.encode("utf-16-le")) // 2
+    return _units(html.unescape(re.sub(r"<[^>]+>", "", markup)))
+
+
+def _units(text: str) -> int:
+    """The length Telegram counts: UTF-16 code units (a character beyond the BMP is 2)."""
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def _fit(text: str, limit: int) -> int:
+    """How many of ``text``'s characters fit in ``limit`` UTF-16 units."""
+    used = 0
+    for index, char in enumerate(text):
+        used += 2 if ord(char) > 0xFFFF else 1
+        if used > limit:
+            return index
+    return len(text)

@@ -2,8 +2,14 @@
 
 Pacing is the bot's own and exact: at most ``per_second`` requests start in any one-second
 window, a private chat gets at most one a second, a group at most ``group_per_minute`` a
-minute. A 429 pauses everything for ``retry_after`` and the same row is retried. A request
-that may have reached Telegram (a read timeout) is recorded as ``unknown``, never resent.
+minute, and no more are in flight than the answers' latency calls for (none while Telegram
+is silent). A 429 pauses everything for ``retry_after`` and the same row is retried. A
+request that may have reached Telegram (a read timeout) is recorded as ``unknown``, never
+resent.
+
+A database that fails (locked, unreachable) stops nothing for good: outcomes it could not
+record are kept and recorded first once it answers again, and the pass is tried again after
+a growing pause.
 """
 
 from __future__ import annotations
@@ -18,26 +24,45 @@ from functools import partial
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
-from telegram.error import BadRequest, ChatMigrated, Forbidden, RetryAfter, TelegramError, TimedOut
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Forbidden,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+    TimedOut,
+)
 
 from bot.delivery.pacing import Pacer, Pacing
 from storage import deliveries
 from storage.chats import migrate_chat
-from storage.db import Database, GroupWriter
+from storage.db import Database, GroupWriter, is_transient
 from storage.deliveries import Claimed
 from storage.models import utcnow
 
 log = logging.getLogger(__name__)
 
 Deliver = Callable[[Claimed], Awaitable[None]]
+# Hears how each pass went: None when it worked, else what failed.
+Report = Callable[[BaseException | None], None]
+Job = Callable[[AsyncSession], Awaitable[None]]
 # Causes that prove the request never reached Telegram: safe to send again.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _GONE = ("chat not found", "user not found", "bot was kicked", "group chat was deleted")
 MAX_RETRY_DELAY = timedelta(minutes=5)
+# After a failed pass the sender tries again this soon, then less and less often: once the
+# database answers again, alerts flow within seconds.
+RETRY_FIRST = 0.5
+RETRY_MOST = 5.0
 
 
 class Sender:
-    """Claims due deliveries, sends them through ``deliver`` and records each outcome."""
+    """Claims due deliveries, sends them through ``deliver`` and records each outcome.
+
+    ``probe`` is a harmless request (``bot.get_me``) that tells when a silent Telegram
+    answers again, without leaving an alert in doubt.
+    """
 
     def __init__(
         self,
@@ -48,10 +73,11 @@ class Sender:
         concurrency: int = 64,
         stale_after: timedelta = timedelta(hours=2),
         clock: Callable[[], datetime] = utcnow,
+        probe: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self._db = db
         self._deliver = deliver
-        self._pacer = Pacer(pacing)
+        self._pacer = Pacer(pacing, probe=None if probe is None else partial(_answers, probe))
         self._concurrency = concurrency
         self._stale_after = stale_after
         self._clock = clock
@@ -60,8 +86,17 @@ class Sender:
         # leaving and rows sent are recorded together, one UPDATE per commit.
         self._leaving = _Batch(self._writer, deliveries.mark_sending)
         self._sent = _Batch(self._writer, partial(_mark_sent, clock=clock))
+        # Outcomes known but not yet recorded (the database failed): recorded before more
+        # rows are claimed. Kept in memory: a crash leaves their rows to recover().
+        self._unrecorded: list[Job] = []
+        self._trouble: BaseException | None = None  # the pass's first database failure
         self._wake = asyncio.Event()
-        self._stopping = False
+        self._stopped = asyncio.Event()
+
+    @property
+    def in_flight(self) -> int:
+        """Requests to Telegram started and not yet answered."""
+        return self._pacer.in_flight
 
     def wake(self) -> None:
         """New deliveries are waiting: look now instead of at the next tick."""
@@ -69,7 +104,8 @@ class Sender:
 
     def stop(self) -> None:
         """Take no more work: rows in flight finish, rows claimed but not begun go back."""
-        self._stopping = True
+        self._stopped.set()
+        self._pacer.close()
         self._wake.set()
 
     async def recover(self) -> int:
@@ -77,20 +113,44 @@ class Sender:
         async with self._db.transaction() as session:
             return await deliveries.recover_in_flight(session)
 
-    async def run(self, *, idle: float = 0.5) -> None:
-        """Send forever (until cancelled), looking for due rows every ``idle`` seconds."""
-        await self.recover()
+    async def run(self, *, idle: float = 0.5, report: Report | None = None) -> None:
+        """Send until stopped (or cancelled), looking for due rows every ``idle`` seconds.
+
+        A pass that fails (the database locked or unreachable) is tried again after a
+        growing pause. ``report`` hears how each pass went and then owns the logging;
+        without it failures are logged here, at ERROR once per streak.
+        """
+        streak = _Streak(report)
+        recovered = False
         try:
-            while not self._stopping:
-                if await self.send_due() == 0 and not self._stopping:
+            while not self._stopped.is_set():
+                try:
+                    await self._record_unrecorded()  # before recover() takes their rows
+                    if not recovered:
+                        await self.recover()
+                        recovered = True
+                    claimed = await self.send_due()
+                except Exception as exc:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stopped.wait(), streak.failed(exc))
+                    continue
+                streak.passed()
+                if claimed == 0 and not self._stopped.is_set():
                     self._wake.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), idle)
         finally:
+            with contextlib.suppress(Exception):  # a last chance; else recover() decides
+                await self._record_unrecorded()
             await self._writer.aclose()
 
     async def send_due(self) -> int:
-        """Send one batch of due deliveries; return how many were claimed."""
+        """Send one batch of due deliveries; return how many were claimed.
+
+        Raises the first database failure met, once every row of the batch has ended; the
+        outcomes it kept from being recorded are recorded by the next call.
+        """
+        await self._record_unrecorded()
         now = self._clock()
         async with self._db.transaction() as session:
             await deliveries.drop_stale(session, now - self._stale_after)
@@ -103,13 +163,15 @@ class Sender:
             async with slots:
                 await self._send(row)
 
+        self._trouble = None
         async with asyncio.TaskGroup() as group:
             for row in claimed:
                 group.create_task(one(row))
+        self._raise_trouble()
         return len(claimed)
 
     async def _send(self, row: Claimed) -> None:
-        if self._stopping:  # claimed but not begun: back to the queue for the next process
+        if self._stopped.is_set():  # claimed but not begun: back to the queue for the next process
             await self._put_back(row)
             return
         is_group = row.chat_kind in ("group", "supergroup")
@@ -118,41 +180,62 @@ class Sender:
             due = self._clock() + timedelta(seconds=wait)
             await self._write(deliveries.retry_later, row.id, due, None, attempted=False)
             return
-        await self._pacer.acquire(row.chat_id, is_group)
-        if self._stopping:  # stopped while waiting for its turn: it has not begun either
-            self._pacer.release(row.chat_id, is_group)
+        if not await self._pacer.acquire(row.chat_id, is_group):
+            await self._put_back(row)  # stopped while waiting for its turn: it has not begun
+            return
+        if self._stopped.is_set():
+            self._pacer.release(row.chat_id, is_group, answered=None)
             await self._put_back(row)
             return
+        left, answered, error = False, None, None
         try:
             try:
                 # Recorded before the request leaves: a crash from here on may have sent it.
                 await self._leaving.add(row.id)
-                await self._deliver(row)
-            finally:
-                self._pacer.release(row.chat_id, is_group)
-        except RetryAfter as exc:
+            except Exception as exc:  # not recorded as leaving, so it must not leave
+                self._note(exc)
+            else:
+                left = True
+                self._pacer.depart(row.chat_id)
+                try:
+                    await self._deliver(row)
+                    answered = True
+                except Exception as exc:
+                    error, answered = exc, _answered(exc)
+        finally:
+            self._pacer.release(row.chat_id, is_group, answered=answered)
+        if not left:
+            await self._put_back(row)
+        elif error is None:
+            await self._record_sent(row)
+        else:
+            await self._failed(row, error)
+
+    async def _failed(self, row: Claimed, exc: Exception) -> None:
+        if isinstance(exc, RetryAfter):
             seconds = _seconds(exc.retry_after)
             self._pacer.pause(seconds)
             due = self._clock() + timedelta(seconds=seconds)
             await self._write(deliveries.retry_later, row.id, due, "429 retry after")
-        except Forbidden as exc:
+        elif isinstance(exc, Forbidden):
             await self._write(deliveries.deactivate_chat, row.chat_id, _short(exc))
-        except ChatMigrated as exc:
+        elif isinstance(exc, ChatMigrated):
             await self._write(_migrate, row.chat_id, exc.new_chat_id, row.id, self._clock())
-        except TimedOut as exc:
+        elif isinstance(exc, TimedOut):
             await self._failed_in_flight(row, exc)
-        except BadRequest as exc:
+        elif isinstance(exc, BadRequest):
             if any(reason in exc.message.lower() for reason in _GONE):
                 await self._write(deliveries.deactivate_chat, row.chat_id, _short(exc))
             else:
                 await self._write(deliveries.finish, row.id, deliveries.FAILED, _short(exc))
-        except TelegramError as exc:  # NetworkError and the like
+        elif isinstance(exc, TelegramError):  # NetworkError and the like
             await self._failed_in_flight(row, exc)
-        except Exception as exc:  # a rendering bug must not stop the sender
-            log.exception("delivery %s failed", row.id)
+        elif is_transient(exc):  # the database failed while the alert was read: nothing left
+            self._note(exc)
+            await self._put_back(row)
+        else:  # a rendering bug must not stop the sender
+            log.error("delivery %s failed", row.id, exc_info=exc)
             await self._write(deliveries.finish, row.id, deliveries.FAILED, _short(exc))
-        else:
-            await self._sent.add(row.id)
 
     async def _put_back(self, row: Claimed) -> None:
         await self._write(deliveries.retry_later, row.id, self._clock(), None, attempted=False)
@@ -164,6 +247,17 @@ class Sender:
         else:  # it may have been delivered: resending is how readers get an alert three times
             await self._write(deliveries.finish, row.id, deliveries.UNKNOWN, _short(exc))
 
+    async def _record_sent(self, row: Claimed) -> None:
+        answered_at = self._clock()
+        try:
+            await self._sent.add(row.id)
+        except Exception as exc:
+
+            async def job(session: AsyncSession) -> None:
+                await deliveries.mark_sent(session, [row.id], answered_at)
+
+            self._keep(job, exc)
+
     async def _write(
         self, function: Callable[..., Awaitable[object]], *args: object, **kwargs: object
     ) -> None:
@@ -172,7 +266,69 @@ class Sender:
         async def job(session: AsyncSession) -> None:
             await function(session, *args, **kwargs)
 
-        await self._writer.run(job)
+        await self._record(job)
+
+    async def _record(self, job: Job) -> None:
+        try:
+            await self._writer.run(job)
+        except Exception as exc:
+            self._keep(job, exc)
+
+    def _keep(self, job: Job, exc: Exception) -> None:
+        """An outcome the database refused: recorded later if the failure may pass (else
+        the pass fails with it, logged, and recover() settles the row at the next start)."""
+        self._note(exc)
+        if is_transient(exc):
+            self._unrecorded.append(job)
+
+    def _note(self, exc: BaseException) -> None:
+        if self._trouble is None:
+            self._trouble = exc
+
+    def _raise_trouble(self) -> None:
+        trouble, self._trouble = self._trouble, None
+        if trouble is not None:
+            raise trouble
+
+    async def _record_unrecorded(self) -> None:
+        """Record the outcomes the database refused before; raise if it still does."""
+        jobs, self._unrecorded = self._unrecorded, []
+        if not jobs:
+            return
+        self._trouble = None
+        await asyncio.gather(*(self._record(job) for job in jobs))
+        self._raise_trouble()
+
+
+class _Streak:
+    """Failed passes in a row: each told to ``report``, else logged here, at ERROR once per
+    streak (a database down for an hour is one error, not thousands)."""
+
+    def __init__(self, report: Report | None) -> None:
+        self._report = report
+        self._failures = 0
+
+    def failed(self, exc: BaseException) -> float:
+        """Count a failed pass; return the pause before the next."""
+        self._failures += 1
+        if self._report is not None:
+            self._report(exc)
+        elif self._failures == 1:
+            trace = None if is_transient(exc) else exc  # a database down needs no traceback
+            log.error(
+                "the sender failed, retrying until it works: %s", _short(exc), exc_info=trace
+            )
+        else:
+            log.debug("the sender failed again: %s", _short(exc))
+        return min(RETRY_FIRST * 2.0 ** min(self._failures - 1, 10), RETRY_MOST)
+
+    def passed(self) -> None:
+        """A pass worked: the streak, if any, is over."""
+        if self._report is not None:
+            self._report(None)
+        elif self._failures:
+            log.warning("the sender works again after %d failed attempts", self._failures)
+        self._failures = 0
 
 
 class _Batch:
@@ -215,6 +371,23 @@ class _Batch:
                 for _, done in batch:
                     if not done.done():
                         done.set_result(None)
+
+
+async def _answers(probe: Callable[[], Awaitable[object]]) -> bool:
+    """Whether Telegram answers ``probe`` (an error it sends is an answer too)."""
+    try:
+        await probe()
+    except TelegramError as exc:
+        return bool(_answered(exc))
+    return True
+
+
+def _answered(exc: Exception) -> bool | None:
+    """Whether Telegram answered the request that raised ``exc``: False for a timeout or a
+    network failure, None for a failure of ours before the request left."""
+    if not isinstance(exc, TelegramError):
+        return None
+    return isinstance(exc, BadRequest) or not isinstance(exc, NetworkError)
 
 
 async def _mark_sent(

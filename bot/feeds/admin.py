@@ -13,19 +13,22 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.feeds.ingest import Ingestor
 from bot.feeds.links import canonical_link
+from bot.feeds.parse import storable_link
 from storage.db import Database
-from storage.feeds import add_feed, get_feed, get_feed_by_url, remove_feed
+from storage.feeds import add_feed, feed_column_room, get_feed, get_feed_by_url, remove_feed
 from storage.models import Feed, utcnow
 
 # A new feed is not due for the watcher until this long after it is stored: its first fetch,
 # made here, alone decides whether the feed stays. The fetch resets the schedule either way.
 FIRST_FETCH_HOLD = timedelta(hours=1)
+# A longer name is shortened to fit its column.
+NAME_ROOM = feed_column_room("name")
 
 
 class FeedAddReason(enum.Enum):
     """Why a feed was not added (the CLI and the handlers word each in their own way)."""
 
-    NOT_A_URL = "not_a_url"  # not an absolute http(s) URL
+    NOT_A_URL = "not_a_url"  # not an absolute http(s) URL (or too long to store)
     ALREADY_WATCHED = "already_watched"  # a feed with this URL exists (``feed_id``)
     FETCH_FAILED = "fetch_failed"  # the first fetch failed (``detail`` says why, in English)
 
@@ -66,9 +69,11 @@ async def add_feed_and_fetch(
     """Store the feed and fetch it once; raise FeedAddError and keep nothing when the URL
     is wrong, already watched or the fetch fails. A feed added ``in_chat`` is fetched,
     now and on every poll, refusing private addresses unless the operator allows them."""
-    canonical = canonical_link(url)
+    canonical = storable_link(canonical_link(url))
     if canonical is None or not url.strip().lower().startswith(("http://", "https://")):
         raise FeedAddError(FeedAddReason.NOT_A_URL, url=url)
+    if name and len(name) > NAME_ROOM:
+        name = name[: NAME_ROOM - 1].rstrip() + "…"
     try:
         async with db.transaction() as session:
             if (existing := await get_feed_by_url(session, canonical)) is not None:

@@ -17,7 +17,10 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self
 
+import aiohttp
 import httpx
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import ThreadedResolver
 from httpx_aiohttp import AiohttpTransport
 
 _ACCEPT = (
@@ -35,6 +38,8 @@ _INFLATE_STEP = 256 * 1024
 
 # The most of an unwanted body (error page, redirect) read just to keep the connection.
 _DRAIN_LIMIT = 64 * 1024
+# Seconds an idle pooled connection is kept (httpx's default).
+_KEEPALIVE = 5.0
 
 
 class FetchError(Exception):
@@ -43,6 +48,10 @@ class FetchError(Exception):
     def __init__(self, reason: str, *, retry_after: float | None = None) -> None:
         super().__init__(" ".join(reason.split()))
         self.retry_after = retry_after
+
+
+class PrivateAddressError(OSError):
+    """A host name resolved to a private address where only public ones are allowed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +93,8 @@ class Fetcher:
 
     Concurrency is limited per ``host:port`` (each hop takes its host's slot, then a global
     slot, so a slow host queues its own requests without holding global slots while it waits).
+    Without ``allow_private``, the connection pool checks every address a name resolves to
+    when it connects; a ``transport`` given instead makes its own connections, unchecked.
     """
 
     def __init__(
@@ -97,16 +108,12 @@ class Fetcher:
         self._host_slots: dict[str, asyncio.Semaphore] = {}
         self._timeout_reason = f"timed out after {limits.total_timeout:g} s"
         self._too_large_reason = f"response larger than {_size(limits.max_bytes)}"
+        self._resolver: AbstractResolver | None = None
         if transport is None:
             # httpx's own pool (httpcore) re-scans every connection for every queued request:
             # O(concurrency²) per request, 2.5 ms of CPU a fetch at 20 in flight. aiohttp's
             # connection pool behind the same httpx client costs a fraction of that.
-            transport = AiohttpTransport(
-                limits=httpx.Limits(
-                    max_connections=limits.concurrency,
-                    max_keepalive_connections=limits.concurrency,
-                ),
-            )
+            transport = AiohttpTransport(client=self._open_session)
         self._client = httpx.AsyncClient(
             transport=transport,
             # The semaphores bound requests in flight; the pool must never be the tighter limit.
@@ -138,6 +145,26 @@ class Fetcher:
     async def aclose(self) -> None:
         """Close the shared client and its pooled connections."""
         await self._client.aclose()
+        if self._resolver is not None:
+            await self._resolver.close()
+
+    def _open_session(self) -> aiohttp.ClientSession:
+        """aiohttp's session for the transport, made on the first request (it needs the loop)."""
+        resolver = None
+        if not self._limits.allow_private:
+            # The check sits where the connection is made, on the very addresses it goes to:
+            # checking a lookup of our own first would let a DNS server that answers the two
+            # lookups differently (DNS rebinding) slip a private address past it.
+            # getaddrinfo, as every other program here resolves names (whatever aiohttp would
+            # pick by default, aiodns say, when installed).
+            resolver = self._resolver = PublicAddressesOnly(ThreadedResolver())
+        connector = aiohttp.TCPConnector(
+            limit=self._limits.concurrency,
+            keepalive_timeout=_KEEPALIVE,
+            ssl=httpx.create_ssl_context(),
+            resolver=resolver,
+        )
+        return aiohttp.ClientSession(connector=connector)
 
     async def fetch(
         self, url: str, *, etag: str | None = None, last_modified: str | None = None
@@ -176,7 +203,7 @@ class Fetcher:
                 try:
                     async with asyncio.timeout_at(deadline):
                         if not limits.allow_private:
-                            await _refuse_private(current, port)
+                            _refuse_private_literal(current)
                         response, body = await self._get(current, headers)
                 except TimeoutError:
                     raise FetchError(self._timeout_reason) from None
@@ -295,6 +322,8 @@ class Fetcher:
         # The operating system's reason first: the transport may file a refused connection
         # under a timeout class.
         for cause in _causes(exc):
+            if isinstance(cause, PrivateAddressError):
+                return str(cause)
             if isinstance(cause, socket.gaierror):
                 return f"could not resolve host {url.host}"
             if isinstance(cause, ConnectionRefusedError):
@@ -385,32 +414,42 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
                 stack.append(linked)
 
 
-async def _refuse_private(url: httpx.URL, port: int) -> None:
-    """Raise FetchError unless every address of the URL's host is public.
-
-    Limitation: httpx resolves the name again when it connects, so a DNS server that answers
-    differently the second time (DNS rebinding) can still slip a private address past this check.
-    Pinning the connection to the checked address would need a custom httpcore network backend,
-    which httpx does not expose; deploy behind an egress firewall where that matters.
-    """
-    host = url.raw_host.decode("ascii")
+def _refuse_private_literal(url: httpx.URL) -> None:
+    """Raise FetchError if the URL's host is a private IP address (the connection pool does
+    not resolve an address, so it checks only names: see PublicAddressesOnly)."""
     try:
-        literal = ipaddress.ip_address(host)
+        literal = ipaddress.ip_address(url.raw_host.decode("ascii"))
     except ValueError:
-        pass
-    else:
-        if _is_private(literal):
-            raise FetchError(f"address {literal} is private")
         return
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror:
-        raise FetchError(f"could not resolve host {url.host}") from None
-    for *_, sockaddr in infos:
-        # An IPv6 link-local sockaddr may carry a %scope suffix that ip_address rejects.
-        address = ipaddress.ip_address(str(sockaddr[0]).partition("%")[0])
-        if _is_private(address):
-            raise FetchError(f"address {address} of {url.host} is private")
+    if _is_private(literal):
+        raise FetchError(f"address {literal} is private")
+
+
+class PublicAddressesOnly(AbstractResolver):
+    """Resolves host names for the connection pool, refusing a name with any private address.
+
+    The pool connects only to what this returns, on every poll and every redirect, so the
+    addresses checked are the addresses connected to.
+    """
+
+    def __init__(self, resolver: AbstractResolver) -> None:
+        self._resolver = resolver
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        """The addresses of ``host``; PrivateAddressError if any of them is private."""
+        results = await self._resolver.resolve(host, port, family)
+        for result in results:
+            # An IPv6 link-local address may carry a %scope suffix that ip_address rejects.
+            address = ipaddress.ip_address(result["host"].partition("%")[0])
+            if _is_private(address):
+                raise PrivateAddressError(f"address {address} of {host} is private")
+        return results
+
+    async def close(self) -> None:
+        """Release the underlying resolver."""
+        await self._resolver.close()
 
 
 def _is_private(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:

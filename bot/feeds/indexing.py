@@ -22,6 +22,7 @@ class IndexedFeed:
     entries: tuple[ParsedEntry, ...]
     terms: tuple[tuple[str, str], ...]  # (title terms, summary terms) per entry
     breaking: tuple[bool, ...]
+    dropped: int = 0  # entries past the parser's cap, not read
 
 
 def parse_and_index(
@@ -43,6 +44,7 @@ def parse_and_index(
             read_headline(entry.title, entry.categories, markers).breaking
             for entry in feed.entries
         ),
+        dropped=feed.dropped,
     )
 
 

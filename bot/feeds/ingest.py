@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import logging
 import random
+import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
@@ -18,16 +19,23 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Protocol
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.feeds.fetch import Fetcher, FetchError, FetchResult
 from bot.feeds.indexing import IndexedFeed, display_title, parse_and_index
 from bot.feeds.links import canonical_link, host_of
-from bot.feeds.parse import FeedError, ParsedEntry
+from bot.feeds.parse import FeedError, ParsedEntry, storable_link
 from bot.text.breaking import DEFAULT_MARKERS
 from storage.articles import ArticleData, UpsertResult, upsert_articles
 from storage.db import Database
-from storage.feeds import get_feed_by_url, list_due_feeds, list_feeds, update_feed
+from storage.feeds import (
+    feed_column_room,
+    get_feed_by_url,
+    list_due_feeds,
+    list_feeds,
+    update_feed,
+)
 from storage.models import Feed, utcnow
 
 log = logging.getLogger(__name__)
@@ -49,6 +57,13 @@ class NewArticles(Protocol):
 # A feed's clock may run a little ahead of ours; beyond this a date is not trusted.
 CLOCK_SKEW = timedelta(minutes=5)
 UID_MAX = 400
+# A validator longer than its column is not stored (a cut one would never match): the
+# next fetch is then a full one, as for a server that sends none.
+ETAG_ROOM = feed_column_room("etag")
+LAST_MODIFIED_ROOM = feed_column_room("last_modified")
+ERROR_ROOM = feed_column_room("last_error")
+# What no database text holds (PostgreSQL refuses NUL; UTF-8 has no lone surrogates).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,24 +177,86 @@ class Ingestor:
         *,
         tick: float = 1.0,
         on_progress: Callable[[FeedOutcome], None] | None = None,
+        report: Callable[[BaseException | None], None] | None = None,
     ) -> None:
-        """Poll each feed whenever it is due, forever; a slow feed holds up no other."""
+        """Poll each feed whenever it is due, forever; a slow feed holds up no other.
+
+        Nothing that fails ends it: a failed look for due feeds (the database unreachable)
+        is tried again after a growing pause, and a feed whose poll failed rests a growing
+        while (at most a poll interval) before the next try, even when the database could
+        not record its failure. ``report`` hears how the watcher is doing (None: well, else
+        what failed) and then owns the logging; without it failures are logged here, at
+        ERROR once per streak.
+        """
+        loop = asyncio.get_running_loop()
+        longest_rest = self._poll_interval.total_seconds()
+        longest_pause = max(tick, min(longest_rest, 5.0))  # a look for due feeds costs little
         in_flight: dict[int, asyncio.Task[FeedOutcome]] = {}
-        while True:
-            async with self._db.sessions() as session:
-                due = [_state(feed) for feed in await list_due_feeds(session, self._clock())]
-            for state in due:
-                if state.id not in in_flight:
-                    task = asyncio.create_task(self._poll_state(state))
-                    in_flight[state.id] = task
-                    task.add_done_callback(partial(_forget, in_flight, state.id, on_progress))
-            try:
+        failures: dict[int, int] = {}  # feed → polls in a row that failed
+        resting: dict[int, float] = {}  # feed → when it may be polled again (loop time)
+        broken: set[int] = set()  # feeds whose last poll raised: the watcher's own failure
+        streak = lookups_failed = 0
+
+        def heard(error: BaseException | None) -> None:
+            nonlocal streak
+            if report is not None:
+                report(error)
+            elif error is None and streak:
+                log.warning("the feed watcher works again after %d failures", streak)
+            elif error is not None and not streak:
+                log.error(
+                    "the feed watcher failed, retrying until it works: %s", error, exc_info=error
+                )
+            streak = 0 if error is None else streak + 1
+
+        def polled(feed_id: int, task: asyncio.Task[FeedOutcome]) -> None:
+            if task.cancelled():
+                return
+            error = task.exception()
+            if error is None and task.result().status != "failed":
+                failures.pop(feed_id, None)
+                resting.pop(feed_id, None)
+                broken.discard(feed_id)
+                return
+            failed = failures[feed_id] = failures.get(feed_id, 0) + 1
+            resting[feed_id] = loop.time() + min(tick * 2.0 ** min(failed, 20), longest_rest)
+            if error is not None:
+                broken.add(feed_id)
+                heard(error)
+
+        try:
+            while True:
+                try:
+                    async with self._db.sessions() as session:
+                        feeds = await list_due_feeds(session, self._clock())
+                        due = [_state(feed) for feed in feeds]
+                except Exception as exc:
+                    lookups_failed += 1
+                    heard(exc)
+                    await asyncio.sleep(min(tick * 2.0 ** min(lookups_failed, 20), longest_pause))
+                    continue
+                lookups_failed = 0
+                # A failing feed that is no longer due had its failure recorded (it waits
+                # its backoff) or was removed: it rests no more in memory.
+                current = {state.id for state in due} | in_flight.keys()
+                for feed_id in failures.keys() - current:
+                    del failures[feed_id]
+                    resting.pop(feed_id, None)
+                broken &= current
+                if not broken:
+                    heard(None)
+                now = loop.time()
+                for state in due:
+                    if state.id not in in_flight and resting.get(state.id, now) <= now:
+                        task = asyncio.create_task(self._poll_state(state))
+                        in_flight[state.id] = task
+                        task.add_done_callback(partial(polled, state.id))
+                        task.add_done_callback(partial(_forget, in_flight, state.id, on_progress))
                 await asyncio.sleep(tick)
-            except asyncio.CancelledError:
-                for task in in_flight.values():
-                    task.cancel()
-                await asyncio.gather(*in_flight.values(), return_exceptions=True)
-                raise
+        finally:
+            for task in in_flight.values():
+                task.cancel()
+            await asyncio.gather(*in_flight.values(), return_exceptions=True)
 
     async def poll_feed(self, feed_id: int, *, fetcher: Fetcher | None = None) -> FeedOutcome:
         """Poll one feed now, whatever its schedule (through ``fetcher`` if given, e.g. one
@@ -204,7 +281,17 @@ class Ingestor:
         except Exception as exc:  # a bug must not stop the other feeds
             log.exception("polling feed %s failed unexpectedly", state.id)
             return await self._record_failure(state, exc)
-        return await self._store(state, result, parsed)
+        try:
+            return await self._store(state, result, parsed)
+        except DBAPIError as exc:
+            # The database refused this feed's write (nothing of it was kept): the feed's
+            # failure, recorded, shown and backed off like an HTTP error, never a crash of
+            # the cycle nor a feed left due, to be fetched again at once.
+            log.info("feed %s was not stored: %s", state.id, _describe(exc))
+            return await self._record_failure(state, exc)
+        except Exception as exc:  # a bug must not stop the other feeds either
+            log.exception("storing feed %s failed unexpectedly", state.id)
+            return await self._record_failure(state, exc)
 
     async def _parse(self, result: FetchResult) -> IndexedFeed:
         loop = asyncio.get_running_loop()
@@ -222,6 +309,13 @@ class Ingestor:
     ) -> FeedOutcome:
         now = self._clock()
         items = [] if parsed is None else self._articles(state, parsed, now)
+        if parsed is not None and parsed.dropped:
+            log.warning(
+                "feed %s: %d entries past the first %d dropped",
+                state.id,
+                parsed.dropped,
+                len(parsed.entries),
+            )
         values: dict[str, object] = {
             "last_fetch_at": now,
             "last_success_at": now,
@@ -230,8 +324,8 @@ class Ingestor:
             "failures": 0,
             # Jitter only ever shortens the wait: feeds drift apart, none waits too long.
             "next_fetch_at": now + self._poll_interval * random.uniform(0.9, 1.0),  # noqa: S311
-            "etag": result.etag,
-            "last_modified": result.last_modified,
+            "etag": _fitting(result.etag, ETAG_ROOM),
+            "last_modified": _fitting(result.last_modified, LAST_MODIFIED_ROOM),
         }
         if parsed is not None:
             values.update({"title": parsed.title} if parsed.title else {})
@@ -240,7 +334,7 @@ class Ingestor:
         async def write(session: AsyncSession) -> tuple[UpsertResult, int] | None:
             if not await update_feed(session, state.id, **values):
                 return None  # removed while we were fetching
-            moved = result.permanent_url
+            moved = storable_link(result.permanent_url)  # else it keeps the URL it has
             if moved and moved != state.url and await get_feed_by_url(session, moved) is None:
                 await update_feed(session, state.id, url=moved)
             upserted = await upsert_articles(session, state.id, items, now)
@@ -267,7 +361,7 @@ class Ingestor:
 
     async def _record_failure(self, state: _FeedState, exc: Exception) -> FeedOutcome:
         now = self._clock()
-        message = (str(exc) or type(exc).__name__).splitlines()[0][:1000]
+        message = _describe(exc)
         failures = state.failures + 1
         delay = min(self._poll_interval * 2 ** min(failures, 30), self._max_backoff)
         retry_after = getattr(exc, "retry_after", None)
@@ -284,7 +378,10 @@ class Ingestor:
         async def write(session: AsyncSession) -> bool:
             return await update_feed(session, state.id, **values)
 
-        await self._writer.run(write)
+        try:
+            await self._writer.run(write)
+        except Exception:  # the database is down: still only this feed's outcome
+            log.exception("recording the failure of feed %s failed", state.id)
         return FeedOutcome(state.id, "failed", error=message)
 
     def _articles(
@@ -347,6 +444,21 @@ def _state(feed: Feed) -> _FeedState:
         failures=feed.failures,
         added_in_chat=feed.added_in_chat,
     )
+
+
+def _fitting(value: str | None, room: int) -> str | None:
+    return value if value is not None and len(value) <= room else None
+
+
+def _describe(exc: Exception) -> str:
+    """One line for the operator, short enough to store: for a database error its own
+    message, without the statement and parameters SQLAlchemy adds."""
+    if isinstance(exc, DBAPIError):
+        text = "storage error: " + (str(exc.orig) or type(exc.orig).__name__)
+    else:
+        text = str(exc) or type(exc).__name__
+    line = (text.splitlines() or [type(exc).__name__])[0]
+    return _UNSTORABLE.sub("", line)[:ERROR_ROOM]
 
 
 def _uid(entry: ParsedEntry, feed_id: int, scope: str) -> str:

@@ -23,6 +23,14 @@ SUMMARY_LIMIT = 4_000
 CATEGORY_LIMIT = 200
 # A feed that tags every entry with hundreds of keywords is noise, not information.
 MAX_CATEGORIES = 50
+# More than any real feed carries (the busiest wires list a few hundred); a document with
+# tens of thousands is a dump or an attack. Feeds list the newest first: the rest are
+# dropped, and the count reported (ParsedFeed.dropped).
+MAX_ENTRIES = 2_000
+# The longest link kept, in UTF-8 bytes: the link and URL columns hold 2,048 characters,
+# and PostgreSQL's index on an article's link at most 2,704 bytes (an Arabic letter takes
+# two). A longer link is dropped, not cut: a cut link leads nowhere.
+LINK_BYTES = 2_048
 
 
 class FeedError(Exception):
@@ -51,6 +59,7 @@ class ParsedFeed:
     # One line for the operator: malformed XML that feedparser still read, or encoding labels
     # that had to be overridden. None for a clean document.
     warning: str | None
+    dropped: int = 0  # entries past MAX_ENTRIES, not read
 
 
 def parse_feed(
@@ -83,6 +92,17 @@ def parse_feed(
         except (ValueError, OverflowError) as exc:
             raise FeedError(f"unreadable document ({_describe(exc)})") from exc
     return _feed(result, url, note)
+
+
+def storable_link(link: str | None) -> str | None:
+    """The link if it fits in LINK_BYTES of UTF-8, else None."""
+    if link is None:
+        return None
+    try:
+        size = len(link.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate: no database stores it
+        return None
+    return link if size <= LINK_BYTES else None
 
 
 def clean_text(value: str, limit: int) -> str:
@@ -324,6 +344,10 @@ def _truncate(text: str, limit: int, cut_short: bool = False) -> str:
 
 # --- feedparser's dicts to dataclasses ------------------------------------------------------
 
+# What no database text holds (PostgreSQL refuses NUL; no UTF-8 encodes a lone surrogate),
+# yet a leniently read guid may carry: only these go, so every other guid keeps its identity.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
 _DATE_KEYS = ("published_parsed", "updated_parsed", "created_parsed")
 
 
@@ -335,18 +359,22 @@ def _feed(result: Any, url: str | None, note: str | None) -> ParsedFeed:
             f"not an RSS or Atom feed ({problem})" if problem else "not an RSS or Atom feed"
         )
     info = _get(result, "feed") or {}
-    entries = tuple(entry for raw in raw_entries if (entry := _entry(raw, url)) is not None)
+    dropped = max(len(raw_entries) - MAX_ENTRIES, 0)
+    entries = tuple(
+        entry for raw in raw_entries[:MAX_ENTRIES] if (entry := _entry(raw, url)) is not None
+    )
     warning = "; ".join(part for part in (note, problem) if part) or None
     return ParsedFeed(
         title=_field(info, "title", TITLE_LIMIT),
-        link=canonical_link(_str(_get(info, "link")), url),
+        link=storable_link(canonical_link(_str(_get(info, "link")), url)),
         entries=entries,
         warning=warning,
+        dropped=dropped,
     )
 
 
 def _entry(raw: Any, base: str | None) -> ParsedEntry | None:
-    guid = _str(_get(raw, "id")).strip() or None
+    guid = _UNSTORABLE.sub("", _str(_get(raw, "id"))).strip() or None
     link = _link(raw, guid, base)
     title = _field(raw, "title", TITLE_LIMIT)
     summary = _summary(raw)
@@ -368,11 +396,11 @@ def _link(raw: Any, guid: str | None, base: str | None) -> str | None:
         if (_get(item, "rel") or "alternate") == "alternate" and (
             link := canonical_link(_str(_get(item, "href")), base)
         ):
-            return link
+            return storable_link(link)
     # guidislink is false when the guid was marked isPermaLink="false"; a relative guid
     # ("abc") is an id, not a path on the feed's site, so no base.
     if guid and _get(raw, "guidislink") and guid.lower().startswith(("http://", "https://")):
-        return canonical_link(guid)
+        return storable_link(canonical_link(guid))
     return None
 
 
@@ -442,4 +470,13 @@ def _describe(exc: Any) -> str | None:
     return " ".join(f"{name}: {message}".split())[:300]
 
 
-__all__ = ["FeedError", "ParsedEntry", "ParsedFeed", "clean_text", "parse_feed"]
+__all__ = [
+    "LINK_BYTES",
+    "MAX_ENTRIES",
+    "FeedError",
+    "ParsedEntry",
+    "ParsedFeed",
+    "clean_text",
+    "parse_feed",
+    "storable_link",
+]

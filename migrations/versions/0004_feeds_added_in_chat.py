@@ -18,15 +18,18 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+# Plain ALTER TABLE, never a batch copy of the table (see 0003): with foreign keys on,
+# dropping feeds to recreate it would unlink every article from its feed.
+
+
 def upgrade() -> None:
     """Upgrade schema."""
-    with op.batch_alter_table("feeds") as batch:
-        batch.add_column(
-            sa.Column("added_in_chat", sa.Boolean(), server_default=sa.false(), nullable=False)
-        )
+    op.add_column(
+        "feeds",
+        sa.Column("added_in_chat", sa.Boolean(), server_default=sa.false(), nullable=False),
+    )
 
 
 def downgrade() -> None:
     """Downgrade schema."""
-    with op.batch_alter_table("feeds") as batch:
-        batch.drop_column("added_in_chat")
+    op.drop_column("feeds", "added_in_chat")

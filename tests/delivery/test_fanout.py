@@ -1,8 +1,11 @@
 """From a breaking item in a feed to the outbox: one delivery per following chat, written
-with the article, and what the delivery sends (language, quiet hours)."""
+with the article, and what the delivery sends (language, quiet hours); the matcher holds
+only followed topics, and storage keeps no topic nobody follows for long."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -13,7 +16,7 @@ from sqlalchemy import select
 from telegram import Bot
 
 from bot.delivery.deliver import AlertDelivery
-from bot.delivery.fanout import Fanout, Topics
+from bot.delivery.fanout import Fanout, TooManyNewTopics, Topics
 from bot.feeds.fetch import Fetcher, FetchLimits
 from bot.feeds.ingest import Ingestor
 from bot.text.topics import ResolvedTopic, load_catalog, resolve
@@ -22,7 +25,8 @@ from storage.chats import set_all_breaking, set_muted, set_quiet_hours, upsert_c
 from storage.db import Database
 from storage.deliveries import claim_due
 from storage.feeds import add_feed
-from storage.models import Alert, Delivery
+from storage.models import Alert, Delivery, Topic
+from storage.subscriptions import get_topic_id, list_chat_topic_keys
 from tests.fakebotapi import FakeBotAPI
 from tests.feedserver import FeedServer, Item, make_rss
 
@@ -252,3 +256,153 @@ async def test_a_feed_added_in_a_chat_is_polled_refusing_private_addresses(
     assert refused.status == "failed" and "private" in (refused.error or "")
     assert polled.status == "fetched"
     assert feed_server.hits["f.xml"] == 0
+
+
+# -- the followed topics: only those with followers, and storage that does not grow ---------
+
+
+async def stored_keys(db: Database) -> set[str]:
+    """The keys of every stored topic."""
+    async with db.sessions() as session:
+        return set((await session.scalars(select(Topic.key))).all())
+
+
+async def unfollow(db: Database, topics: Topics, chat_id: int, phrase: str, now: datetime) -> None:
+    """A chat stops following a topic, as /unfollow does."""
+    async with db.transaction() as session:
+        topic_id = await get_topic_id(session, topic(phrase).key)
+        assert topic_id is not None
+        assert await topics.unfollow(session, chat_id, topic_id, now=now)
+
+
+async def test_the_matcher_holds_only_topics_with_followers(db: Database, topics: Topics) -> None:
+    """A topic leaves the matcher when its last follower leaves, not before."""
+    await follow(db, topics, 1, "كورسك", "طاقة شمسية")
+    await follow(db, topics, 2, "كورسك")
+    assert len(topics) == 2
+    await unfollow(db, topics, 1, "كورسك", NOW)
+    await unfollow(db, topics, 1, "طاقة شمسية", NOW)
+    assert len(topics) == 1
+    assert topics.match_ids("عاجل: هجوم على كورسك", "")
+    assert not topics.match_ids("افتتاح محطة للطاقة الشمسية", "")
+    await unfollow(db, topics, 2, "كورسك", NOW)
+    assert len(topics) == 0 and not topics.match_ids("عاجل: هجوم على كورسك", "")
+
+
+async def test_loading_follows_what_other_processes_follow_and_unfollow(
+    db: Database, topics: Topics
+) -> None:
+    """Another process's matcher forgets a topic its last follower left here, and takes it
+    back when a chat follows it again, however old the topic is."""
+    await follow(db, topics, 1, "كورسك")
+    elsewhere = Topics(topics.catalog)
+    async with db.sessions() as session:
+        assert await elsewhere.load(session) == 1
+    await unfollow(db, topics, 1, "كورسك", NOW)
+    async with db.sessions() as session:
+        assert await elsewhere.load(session) == 0
+    assert not elsewhere.match_ids("عاجل: هجوم على كورسك", "")
+    await follow(db, topics, 2, "كورسك")
+    async with db.sessions() as session:
+        assert await elsewhere.load(session) == 1
+    assert elsewhere.match_ids("عاجل: هجوم على كورسك", "")
+
+
+async def test_a_chat_creates_only_so_many_new_phrases_a_day(db: Database) -> None:
+    """Past its day's worth of new free phrases a chat is refused another, with nothing
+    written; unfollowing gives none back; phrases others follow and catalog topics are
+    not counted; the next day it may again."""
+    topics = Topics(load_catalog(), new_phrases_per_day=3)
+    await follow(db, topics, 1, "قمح", "ذرة", "أرز")
+    await unfollow(db, topics, 1, "قمح", NOW)
+    with pytest.raises(TooManyNewTopics) as refused:
+        await follow(db, topics, 1, "شعير")
+    assert refused.value.limit == 3
+    assert "phrase:شعير" not in await stored_keys(db)
+    await follow(db, topics, 2, "شعير")  # another chat has its own quota
+    await follow(db, topics, 1, "شعير", "قمح", "روسيا", "مصر")  # all stored already, or catalog
+    async with db.transaction() as session:
+        tomorrow = NOW + timedelta(days=1, minutes=1)
+        await topics.follow(session, 1, topic("سكر"), now=tomorrow)
+    assert {"phrase:سكر", "russia", "egypt"} <= await stored_keys(db)
+
+
+async def test_unused_topics_are_deleted_after_their_day_and_followed_ones_never(
+    db: Database, topics: Topics, ingestor: Ingestor, feed_server: FeedServer
+) -> None:
+    """A sweep deletes the topics nobody follows once the day they were created in is over,
+    never a followed one; the alerts recorded keep the keys of the topics they matched."""
+    await follow(db, topics, 1, "كورسك", "روسيا")
+    url = feed_server.add("f.xml", make_rss("F", [story("عاجل: هجوم على كورسك في روسيا", "k")]))
+    await ingestor.poll_feed(await watched_feed(db, url))
+    await unfollow(db, topics, 1, "كورسك", NOW)
+    async with db.transaction() as session:
+        assert await topics.sweep(session, NOW) == 0  # its creator's day is not over
+    assert await stored_keys(db) == {"kursk", "russia"}
+    async with db.transaction() as session:
+        assert await topics.sweep(session, NOW + timedelta(days=2)) == 1
+    assert await stored_keys(db) == {"russia"}
+    async with db.sessions() as session:
+        (alert,) = (await session.scalars(select(Alert))).all()
+    assert set(alert.topics) == {"kursk", "russia"}
+
+
+async def test_a_sweep_never_takes_a_topic_being_followed(db: Database, topics: Topics) -> None:
+    """A sweep running while another transaction follows an unused topic leaves the topic
+    and the new subscription alone (on PostgreSQL it skips the row the follow holds)."""
+    await follow(db, topics, 1, "كورسك")
+    await unfollow(db, topics, 1, "كورسك", NOW)
+    later = NOW + timedelta(days=2)
+    followed, swept = asyncio.Event(), asyncio.Event()
+
+    async def follow_meanwhile() -> None:
+        async with db.transaction() as session:
+            await upsert_chat(session, 2, kind="private")
+            await topics.follow(session, 2, topic("كورسك"), now=later)
+            followed.set()
+            # Commits once the sweep had its chance (on SQLite the sweep waits for it).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(swept.wait(), 0.5)
+
+    async def sweep() -> int:
+        await followed.wait()
+        async with db.transaction() as session:
+            removed = await Topics(topics.catalog).sweep(session, later)
+        swept.set()
+        return removed
+
+    _followed, removed = await asyncio.gather(follow_meanwhile(), sweep())
+    assert removed == 0
+    assert await stored_keys(db) == {"kursk"}
+    async with db.sessions() as session:
+        assert await list_chat_topic_keys(session, 2) == {"kursk"}
+
+
+async def test_a_follow_during_a_sweep_stores_the_topic_again(
+    db: Database, topics: Topics
+) -> None:
+    """A chat following a topic that a sweep is deleting waits for it, then stores the
+    topic anew and follows it: no error, no follower lost."""
+    await follow(db, topics, 1, "كورسك")
+    await unfollow(db, topics, 1, "كورسك", NOW)
+    later = NOW + timedelta(days=2)
+    deleted = asyncio.Event()
+
+    async def sweep() -> int:
+        async with db.transaction() as session:
+            removed = await Topics(topics.catalog).sweep(session, later)
+            deleted.set()
+            await asyncio.sleep(0.3)  # the follow below starts meanwhile, and must wait
+        return removed
+
+    async def follow_meanwhile() -> None:
+        await deleted.wait()
+        async with db.transaction() as session:
+            await upsert_chat(session, 2, kind="private")
+            await topics.follow(session, 2, topic("كورسك"), now=later)
+
+    removed, _followed = await asyncio.gather(sweep(), follow_meanwhile())
+    assert removed == 1
+    async with db.sessions() as session:
+        assert await list_chat_topic_keys(session, 2) == {"kursk"}
+    assert topics.match_ids("عاجل: هجوم على كورسك", "")

@@ -18,6 +18,7 @@ from bot.runner import bot_api_problem
 from storage.articles import ArticleData, upsert_articles
 from storage.db import Database
 from storage.feeds import add_feed
+from tests.faults import REFUSAL, refusing_articles
 from tests.feedserver import FeedServer, Item, make_rss
 from tests.processes import NEWSBOT, newsbot, newsbot_command, one_line_error
 
@@ -342,3 +343,63 @@ async def test_continuous_poll_reports_news_and_stops_cleanly_on_a_signal(
         assert process.returncode == 0, err.decode()
         assert err.decode().strip().endswith("newsbot: stopped")
         assert "Traceback" not in err.decode() and "leaked" not in err.decode()
+
+
+async def test_poll_once_survives_a_feed_the_database_refuses(
+    db: Database, feed_server: FeedServer, tmp_path: Path
+) -> None:
+    """A feed whose articles the database refuses fails alone: `poll --once` stores the
+    others, names the failure, and `feeds list` shows it with its count."""
+    env = {"NEWSBOT_DATABASE_URL": db.url.render_as_string(False)}
+    good = feed_server.add("good.xml", arabic_feed())
+    bad = feed_server.add("bad.xml", make_rss("Bad", [Item("خبر أول", "https://b.example/1")]))
+    for url in (good, bad):
+        assert (await newsbot("feeds", "add", url, env=env, cwd=tmp_path)).code == 0
+    feed_server.add("good.xml", make_rss("وكالة", [Item("خبر جديد", "https://news.example/n")]))
+    feed_server.add("bad.xml", make_rss("Bad", [Item("poison", "https://b.example/2")]))
+    async with refusing_articles(db, "poison"):
+        polled = await newsbot("poll", "--once", env=env, cwd=tmp_path)
+    assert polled.code == 0, polled.err
+    assert "fetched 1, unchanged 0, failed 1, new articles 1" in polled.out
+    assert f"feed 2 failed: storage error: {REFUSAL}" in polled.out
+    assert "Traceback" not in polled.err
+    listed = await newsbot("feeds", "list", env=env, cwd=tmp_path)
+    assert f"error (1×): storage error: {REFUSAL}" in listed.out
+
+
+async def test_feeds_add_keeps_nothing_the_database_refuses(
+    db: Database, feed_server: FeedServer, tmp_path: Path
+) -> None:
+    """A feed whose first fetch cannot be stored, or whose URL is too long to store, is
+    not added: one line says why and no feed is left behind."""
+    env = {"NEWSBOT_DATABASE_URL": db.url.render_as_string(False)}
+    bad = feed_server.add("bad.xml", make_rss("Bad", [Item("poison", "https://b.example/1")]))
+    long = feed_server.add("long/" + "l" * 2100 + ".xml", arabic_feed())
+    async with refusing_articles(db, "poison"):
+        refused = await newsbot("feeds", "add", bad, env=env, cwd=tmp_path)
+    assert one_line_error(refused) == f"newsbot: cannot add {bad}: storage error: {REFUSAL}"
+    assert "not a feed URL" in one_line_error(await newsbot("feeds", "add", long, env=env))
+    listed = await newsbot("feeds", "list", env=env, cwd=tmp_path)
+    assert "no feeds yet" in listed.out
+
+
+async def test_a_verbose_run_never_logs_the_token(sqlite_url: str, tmp_path: Path) -> None:
+    """`newsbot -v run` logs its start-up check, polling, a reader's command and its stop
+    in detail, yet the bot token appears nowhere in its output."""
+    from tests.fakebotapi import FakeBotAPI
+    from tests.processes import BotProcess, bot_env, say
+
+    verbose = tmp_path / "newsbot-verbose"
+    verbose.write_text(f'#!/bin/sh\nexec "{NEWSBOT}" -v "$@"\n')
+    verbose.chmod(0o755)
+    async with FakeBotAPI(any_chat=True) as fake:
+        bot = BotProcess(fake, bot_env(fake, sqlite_url), tmp_path, command=str(verbose))
+        await bot.start()
+        try:
+            await say(fake, 4242, "/start")
+        finally:
+            await bot.stop_cleanly()
+        secret = fake.token.split(":", 1)[1]
+    output = bot.stderr + "".join(path.read_text() for path in tmp_path.glob("newsbot-*.out"))
+    assert " INFO " in output, output  # it did log in detail
+    assert secret not in output, [line for line in output.splitlines() if secret in line]

@@ -17,6 +17,8 @@ from typing import Any
 import httpx
 import pytest
 from aiohttp import web
+from aiohttp.abc import ResolveResult
+from aiohttp.resolver import ThreadedResolver
 
 from bot.feeds.fetch import Fetcher, FetchError, FetchLimits
 
@@ -536,6 +538,70 @@ async def test_redirect_to_a_private_address_is_refused(serve: Serve) -> None:
         with pytest.raises(FetchError, match=r"^address 127\.0\.0\.1 is private$"):
             await fetcher.fetch("http://93.184.215.14/start")
     assert hits == ["/start"]
+
+
+class RebindingDNS:
+    """Name resolution for ``rebind.test`` as a rebinding DNS server makes it: the system's
+    getaddrinfo, which a check before connecting would ask, answers a public address; the
+    lookup the connection itself makes (aiohttp's resolver) gets 127.0.0.1."""
+
+    NAME = "rebind.test"
+    PUBLIC = "93.184.215.14"
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.connection_lookups = 0
+        system = socket.getaddrinfo
+
+        def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+            if host != self.NAME:
+                return system(host, port, *args, **kwargs)
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (self.PUBLIC, int(port)))]
+
+        async def resolve(
+            _resolver: ThreadedResolver,
+            host: str,
+            port: int = 0,
+            family: socket.AddressFamily = socket.AF_INET,
+        ) -> list[ResolveResult]:
+            self.connection_lookups += 1
+            address = "127.0.0.1" if host == self.NAME else self.PUBLIC
+            flags = socket.AI_NUMERICHOST | socket.AI_NUMERICSERV
+            return [
+                ResolveResult(
+                    hostname=host,
+                    host=address,
+                    port=port,
+                    family=socket.AF_INET,
+                    proto=0,
+                    flags=flags,
+                )
+            ]
+
+        monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+        monkeypatch.setattr(ThreadedResolver, "resolve", resolve)
+
+
+async def test_a_name_rebound_to_loopback_for_the_connection_is_refused(
+    serve: Serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """allow_private=False checks the addresses the connection actually goes to: a name
+    that looked public beforehand but resolves to 127.0.0.1 when connecting never reaches
+    the loopback server, on the first fetch or any later one."""
+    hits: list[str] = []
+
+    async def feed(request: web.Request) -> web.StreamResponse:
+        hits.append(request.path)
+        return web.Response(body=FEED)
+
+    port = (await serve({"/feed": feed})).rsplit(":", 1)[1]
+    dns = RebindingDNS(monkeypatch)
+    async with Fetcher(FetchLimits(allow_private=False)) as fetcher:
+        for _poll in range(2):
+            with pytest.raises(FetchError) as caught:
+                await fetcher.fetch(f"http://{dns.NAME}:{port}/feed")
+            assert str(caught.value) == f"address 127.0.0.1 of {dns.NAME} is private"
+    assert hits == []
+    assert dns.connection_lookups == 2  # each poll's connection was looked up and checked
 
 
 async def test_per_host_slots_bound_one_host_but_not_the_total(serve: Serve) -> None:

@@ -7,22 +7,17 @@ import contextlib
 import gzip
 import re
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
-from bot.app import Core, open_core
-from bot.config import load_settings
 from storage.db import Database
-from storage.feeds import add_feed
-from storage.models import Article, Feed
+from storage.models import Article
 from tests.corpus import FEEDS, feed_documents
+from tests.feeds.ingesting import core_for, feed_row, watch
 from tests.feedserver import FeedServer, Item, make_rss
 
 ARABIC = re.compile(r"[\u0600-\u06FF]")
@@ -34,34 +29,10 @@ def rfc822(moment: datetime) -> str:
     return format_datetime(moment, usegmt=True)
 
 
-@asynccontextmanager
-async def core_for(url: str, **settings: Any) -> AsyncIterator[Core]:
-    """The same services the CLI builds, on a test database."""
-    options: dict[str, Any] = {"poll_interval": 60, "fetch_per_host": 8} | settings
-    async with open_core(load_settings(database_url=url, **options)) as core:
-        yield core
-
-
-async def watch(db: Database, url: str, *, breaking: bool = False) -> int:
-    """Add a feed the way `newsbot feeds add` stores it."""
-    async with db.transaction() as session:
-        feed = add_feed(session, url, breaking=breaking)
-        await session.flush()
-        return feed.id
-
-
 async def articles(db: Database) -> list[Article]:
     """Every stored article, oldest id first."""
     async with db.sessions() as session:
         return list((await session.scalars(select(Article).order_by(Article.id))).all())
-
-
-async def feed_row(db: Database, feed_id: int) -> Feed:
-    """A feed as stored now."""
-    async with db.sessions() as session:
-        feed = await session.get(Feed, feed_id)
-        assert feed is not None
-        return feed
 
 
 def test_the_feed_corpus_is_present() -> None:

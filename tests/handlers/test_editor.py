@@ -17,7 +17,7 @@ from storage.chats import upsert_chat
 from storage.db import Database
 from storage.deliveries import SENT
 from storage.feeds import add_feed, list_feeds
-from storage.models import Delivery
+from storage.models import Delivery, Draft
 from tests.botharness import EDITOR, RunningBot, running_bot
 from tests.fakebotapi import FakeBotAPI, SentMessage
 from tests.feedserver import FeedServer, Item, make_rss
@@ -59,6 +59,12 @@ async def deliveries(newsbot: RunningBot) -> dict[int, int]:
             select(Delivery.chat_id, func.count()).group_by(Delivery.chat_id)
         )
         return dict(rows.all())
+
+
+async def drafts(newsbot: RunningBot) -> int:
+    """How many drafts are stored."""
+    async with newsbot.services.db.sessions() as session:
+        return int(await session.scalar(select(func.count()).select_from(Draft)) or 0)
 
 
 async def preview(newsbot: RunningBot, text: str, chat_id: int = EDITOR) -> SentMessage:
@@ -116,7 +122,7 @@ async def test_cancel_sends_nothing(newsbot: RunningBot) -> None:
     edited = newsbot.fake.message(EDITOR, shown.message_id)
     assert "Cancelled" in edited["text"] and "reply_markup" not in edited
     assert await _latest(newsbot) == [] and await deliveries(newsbot) == {}
-    assert newsbot.services.drafts == {}
+    assert await drafts(newsbot) == 0
     await asyncio.sleep(0.3)
     assert all(not newsbot.fake.messages_to(chat) for chat in (601, 602, 603))
 
@@ -142,19 +148,20 @@ async def test_a_topic_alert_reaches_only_its_followers(newsbot: RunningBot) -> 
     assert len(await _latest(newsbot)) == 1
 
 
-async def test_only_the_writing_editor_may_send(newsbot: RunningBot) -> None:
-    """In a group, a member who is not an editor pressing «Send» is refused and the draft
+async def test_only_the_writing_editor_may_send(
+    db: Database, fake_api: FakeBotAPI, database_url: str
+) -> None:
+    """Another editor pressing «Send» under an editor's preview is refused and the draft
     waits for its editor."""
-    await readers(newsbot)
-    group = -100900
-    (shown,) = await newsbot.say(
-        group, "/alert اختبار في مجموعة", user_id=EDITOR, chat_type="supergroup"
-    )
-    await newsbot.press(group, shown, shown.callback_data[0], user_id=READER)
-    assert newsbot.fake.callback_answers[-1].show_alert
-    assert await _latest(newsbot) == [] and len(newsbot.services.drafts) == 1
-    await newsbot.press(group, shown, shown.callback_data[0], user_id=EDITOR)
-    assert len(await _latest(newsbot)) == 1
+    other = EDITOR + 1
+    async with running_bot(database_url, fake_api, admins=frozenset({EDITOR, other})) as newsbot:
+        await readers(newsbot)
+        shown = await preview(newsbot, "/alert اختبار المحرر")
+        await newsbot.press(EDITOR, shown, shown.callback_data[0], user_id=other)
+        assert newsbot.fake.callback_answers[-1].show_alert
+        assert await _latest(newsbot) == [] and await drafts(newsbot) == 1
+        await newsbot.press(EDITOR, shown, shown.callback_data[0], user_id=EDITOR)
+        assert len(await _latest(newsbot)) == 1
 
 
 async def test_everyone_else_is_refused_and_nothing_happens(
@@ -173,7 +180,7 @@ async def test_everyone_else_is_refused_and_nothing_happens(
         (reply,) = await newsbot.say(READER, command, language_code="en")
         assert REFUSAL in reply.plain, command
         assert reply.reply_markup is None
-    assert services.drafts == {}
+    assert await drafts(newsbot) == 0
     assert await _latest(newsbot) == [] and await deliveries(newsbot) == {}
     async with services.db.sessions() as session:
         assert [feed.url for feed in await list_feeds(session)] == ["https://news.example/rss"]

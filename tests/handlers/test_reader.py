@@ -15,8 +15,7 @@ from sqlalchemy import select
 
 from bot.text.topics import load_catalog
 from handlers.start import POPULAR
-from storage.chats import get_chat
-from storage.models import Chat, Subscription, Topic, utcnow
+from storage.models import Topic, utcnow
 from tests.botharness import EDITOR, RunningBot
 from tests.fakebotapi import SentMessage
 
@@ -29,24 +28,6 @@ def pick(key: str) -> str:
     topic = catalog.get(key)
     assert topic is not None
     return f"pick:{catalog.topics.index(topic)}"
-
-
-async def followed(newsbot: RunningBot, chat_id: int) -> list[str]:
-    """The keys of the topics a chat follows, as stored."""
-    async with newsbot.services.db.sessions() as session:
-        query = (
-            select(Topic.key)
-            .join(Subscription, Subscription.topic_id == Topic.id)
-            .where(Subscription.chat_id == chat_id)
-            .order_by(Subscription.id)
-        )
-        return list((await session.scalars(query)).all())
-
-
-async def stored_chat(newsbot: RunningBot, chat_id: int) -> Chat | None:
-    """The chat as stored."""
-    async with newsbot.services.db.sessions() as session:
-        return await get_chat(session, chat_id)
 
 
 async def eventually(check: Callable[[], Awaitable[bool]]) -> None:
@@ -86,19 +67,19 @@ async def test_start_welcomes_with_popular_topics_and_registers_the_chat(
     assert "/follow" in reply.plain
     assert reply.callback_data == [*(pick(key) for key in POPULAR), "browse:new"]
     assert ("Russia", pick("russia")) in buttons(reply.reply_markup)
-    chat = await stored_chat(newsbot, 3101)
+    chat = await newsbot.stored_chat(3101)
     assert chat is not None
     assert (chat.active, chat.language, chat.kind) == (True, "en", "private")
     (arabic,) = await newsbot.say(3102, "/start")
     assert ("روسيا", pick("russia")) in buttons(arabic.reply_markup)
-    assert (await stored_chat(newsbot, 3102)) is not None
+    assert (await newsbot.stored_chat(3102)) is not None
 
 
 async def test_a_welcome_button_follows_and_is_marked(newsbot: RunningBot) -> None:
     """Tapping a topic under the welcome follows it and marks the button ✓ in place."""
     (reply,) = await newsbot.say(3103, "/start", **EN)
     await newsbot.press(3103, reply, pick("gaza"))
-    assert await followed(newsbot, 3103) == ["gaza"]
+    assert await newsbot.followed(3103) == ["gaza"]
     assert newsbot.fake.callback_answers[-1].text == "✓ Following Gaza"
     assert ("✓ Gaza", pick("gaza")) in buttons(current(newsbot, reply).get("reply_markup"))
     assert newsbot.fake.edits[-1].method == "editMessageReplyMarkup"
@@ -109,10 +90,10 @@ async def test_deep_links_follow_catalog_topics_at_once(newsbot: RunningBot) -> 
     (reply,) = await newsbot.say(3104, "/start russia", **EN)
     assert "✓ Following Russia" in reply.plain
     assert ("✓ Russia", pick("russia")) in buttons(reply.reply_markup)
-    assert await followed(newsbot, 3104) == ["russia"]
+    assert await newsbot.followed(3104) == ["russia"]
     (both,) = await newsbot.say(3105, "/start ukraine-usa", **EN)
     assert "Following Ukraine and United States" in both.plain
-    assert sorted(await followed(newsbot, 3105)) == ["ukraine", "usa"]
+    assert sorted(await newsbot.followed(3105)) == ["ukraine", "usa"]
 
 
 async def test_an_unknown_deep_link_gets_the_welcome(newsbot: RunningBot) -> None:
@@ -120,7 +101,7 @@ async def test_an_unknown_deep_link_gets_the_welcome(newsbot: RunningBot) -> Non
     (reply,) = await newsbot.say(3106, "/start not_a_topic", **EN)
     assert "Welcome to Newsbot" in reply.plain
     assert "Following" not in reply.plain
-    assert await followed(newsbot, 3106) == []
+    assert await newsbot.followed(3106) == []
 
 
 def test_every_catalog_key_is_a_valid_deep_link_payload() -> None:
@@ -137,7 +118,7 @@ async def test_follow_by_name_then_topics_lists_it(newsbot: RunningBot) -> None:
     """/follow روسيا follows the catalog topic; /topics lists it with an unfollow button."""
     (reply,) = await newsbot.say(3107, "/follow روسيا", **EN)
     assert "✓ Following Russia" in reply.plain
-    assert await followed(newsbot, 3107) == ["russia"]
+    assert await newsbot.followed(3107) == ["russia"]
     (again,) = await newsbot.say(3107, "/follow Russia", **EN)
     assert "already follow Russia" in again.plain
     (listing,) = await newsbot.say(3107, "/topics", **EN)
@@ -157,7 +138,7 @@ async def test_several_names_and_free_phrases_follow_in_one_command(newsbot: Run
     assert "Following Egypt" in lines[0]
     assert "«كأس العالم»" in lines[1]
     assert "too common" in lines[2]
-    keys = await followed(newsbot, 3108)
+    keys = await newsbot.followed(3108)
     assert keys[0] == "egypt"
     assert keys[1].startswith("phrase:")
 
@@ -171,7 +152,7 @@ async def test_a_function_word_is_refused_with_a_hint(newsbot: RunningBot) -> No
     assert "no words to follow" in empty.plain
     (long,) = await newsbot.say(3109, "/follow " + "كلمة " * 30, **EN)
     assert "at most 6 words" in long.plain
-    assert await followed(newsbot, 3109) == []
+    assert await newsbot.followed(3109) == []
 
 
 async def test_the_browser_pages_and_toggles_topics_in_place(newsbot: RunningBot) -> None:
@@ -199,11 +180,11 @@ async def test_the_browser_pages_and_toggles_topics_in_place(newsbot: RunningBot
     assert ("• Leaders", "browse:3:0") in leaders
 
     await newsbot.press(3110, browser, pick("putin"))
-    assert await followed(newsbot, 3110) == ["putin"]
+    assert await newsbot.followed(3110) == ["putin"]
     marked = buttons(current(newsbot, browser).get("reply_markup"))
     assert ("✓ Vladimir Putin", pick("putin")) in marked
     await newsbot.press(3110, browser, pick("putin"))
-    assert await followed(newsbot, 3110) == []
+    assert await newsbot.followed(3110) == []
     assert newsbot.fake.callback_answers[-1].text == "Unfollowed Vladimir Putin"
     unmarked = buttons(current(newsbot, browser).get("reply_markup"))
     assert ("Vladimir Putin", pick("putin")) in unmarked
@@ -229,13 +210,13 @@ async def test_unfollow_by_name_and_by_button(newsbot: RunningBot) -> None:
     assert "no longer follow Russia" in reply.plain
     (missing,) = await newsbot.say(3112, "/unfollow مصر", **EN)
     assert "do not follow Egypt" in missing.plain
-    assert await followed(newsbot, 3112) == ["iran"]
+    assert await newsbot.followed(3112) == ["iran"]
 
     (listing,) = await newsbot.say(3112, "/topics", **EN)
     (unfollow,) = [data for data in listing.callback_data if data.startswith("unfollow:")]
     await newsbot.press(3112, listing, unfollow)
     assert newsbot.fake.callback_answers[-1].text == "Unfollowed Iran"
-    assert await followed(newsbot, 3112) == []
+    assert await newsbot.followed(3112) == []
     edited = current(newsbot, listing)
     assert "Nothing is followed here yet" in str(edited["text"])
     assert buttons(edited.get("reply_markup")) == [("Browse topics…", "browse:new")]
@@ -247,13 +228,13 @@ async def test_a_chat_follows_at_most_fifty_topics(newsbot: RunningBot) -> None:
     for start in range(0, 50, 10):
         names = "، ".join(topic.ar for topic in countries[start : start + 10])
         await newsbot.say(3128, f"/follow {names}", **EN)
-    assert len(await followed(newsbot, 3128)) == 50
+    assert len(await newsbot.followed(3128)) == 50
     (refused,) = await newsbot.say(3128, f"/follow {countries[50].ar}", **EN)
     assert "follows 50 topics, the most it can" in refused.plain
     (welcome,) = await newsbot.say(3128, "/start", **EN)
     await newsbot.press(3128, welcome, pick("economy"))
     assert "the most it can" in str(newsbot.fake.callback_answers[-1].text)
-    assert len(await followed(newsbot, 3128)) == 50
+    assert len(await newsbot.followed(3128)) == 50
     (listing,) = await newsbot.say(3128, "/topics", **EN)
     assert len(listing.callback_data) == 51
 
@@ -274,19 +255,19 @@ async def test_mute_pauses_alerts_and_unmute_resumes(newsbot: RunningBot) -> Non
     before = utcnow()
     (reply,) = await newsbot.say(3114, "/mute 2", **EN)
     assert "paused for 2 hours" in reply.plain
-    chat = await stored_chat(newsbot, 3114)
+    chat = await newsbot.stored_chat(3114)
     assert chat is not None and chat.muted_until is not None
     assert before + timedelta(hours=2) <= chat.muted_until <= utcnow() + timedelta(hours=2)
     (default,) = await newsbot.say(3114, "/mute", **EN)
     assert "paused for 8 hours" in default.plain
     (unmuted,) = await newsbot.say(3114, "/unmute", **EN)
     assert "on again" in unmuted.plain
-    chat = await stored_chat(newsbot, 3114)
+    chat = await newsbot.stored_chat(3114)
     assert chat is not None and chat.muted_until is None
     for bad in ("/mute soon", "/mute 0", "/mute 500"):
         (answer,) = await newsbot.say(3114, bad, **EN)
         assert "from 1 to 168" in answer.plain
-    chat = await stored_chat(newsbot, 3114)
+    chat = await newsbot.stored_chat(3114)
     assert chat is not None and chat.muted_until is None
 
 
@@ -295,10 +276,10 @@ async def test_quiet_hours_are_stored_as_minutes(newsbot: RunningBot) -> None:
     await newsbot.say(3115, "/start", **EN)
     (reply,) = await newsbot.say(3115, "/quiet 23-7", **EN)
     assert "Quiet hours: 23:00–07:00 (Asia/Riyadh)" in reply.plain
-    chat = await stored_chat(newsbot, 3115)
+    chat = await newsbot.stored_chat(3115)
     assert chat is not None and (chat.quiet_from, chat.quiet_to) == (23 * 60, 7 * 60)
     await newsbot.say(3115, "/quiet ٢٢:٣٠-٠٦:١٥", **EN)
-    chat = await stored_chat(newsbot, 3115)
+    chat = await newsbot.stored_chat(3115)
     assert chat is not None and (chat.quiet_from, chat.quiet_to) == (22 * 60 + 30, 6 * 60 + 15)
     (shown,) = await newsbot.say(3115, "/quiet", **EN)
     assert "22:30–06:15" in shown.plain
@@ -307,7 +288,7 @@ async def test_quiet_hours_are_stored_as_minutes(newsbot: RunningBot) -> None:
         assert "could not read those hours" in answer.plain
     (off,) = await newsbot.say(3115, "/quiet off", **EN)
     assert "removed" in off.plain
-    chat = await stored_chat(newsbot, 3115)
+    chat = await newsbot.stored_chat(3115)
     assert chat is not None and (chat.quiet_from, chat.quiet_to) == (None, None)
 
 
@@ -316,7 +297,7 @@ async def test_lang_switches_the_replies(newsbot: RunningBot) -> None:
     await newsbot.say(3116, "/start")
     (reply,) = await newsbot.say(3116, "/lang en")
     assert reply.plain.startswith("Language: English")
-    chat = await stored_chat(newsbot, 3116)
+    chat = await newsbot.stored_chat(3116)
     assert chat is not None and chat.language == "en"
     assert newsbot.services.languages[3116] == "en"
     (welcome,) = await newsbot.say(3116, "/start")
@@ -326,7 +307,7 @@ async def test_lang_switches_the_replies(newsbot: RunningBot) -> None:
     assert chooser.callback_data == ["lang:ar", "lang:en"]
     assert ("✓ English", "lang:en") in buttons(chooser.reply_markup)
     await newsbot.press(3116, chooser, "lang:ar")
-    chat = await stored_chat(newsbot, 3116)
+    chat = await newsbot.stored_chat(3116)
     assert chat is not None and chat.language == "ar"
     assert "العربية" in str(current(newsbot, chooser)["text"])
     (unknown,) = await newsbot.say(3116, "/lang fr")
@@ -340,15 +321,15 @@ async def test_stop_removes_the_subscriptions_and_start_resumes(newsbot: Running
     (reply,) = await newsbot.say(3117, "/stop", **EN)
     assert "2 topics removed" in reply.plain
     assert "/start" in reply.plain
-    assert await followed(newsbot, 3117) == []
-    chat = await stored_chat(newsbot, 3117)
+    assert await newsbot.followed(3117) == []
+    chat = await newsbot.stored_chat(3117)
     assert chat is not None and not chat.active
     (muted,) = await newsbot.say(3117, "/mute 3", **EN)
     assert "paused for 3 hours" in muted.plain
-    chat = await stored_chat(newsbot, 3117)
+    chat = await newsbot.stored_chat(3117)
     assert chat is not None and not chat.active  # a setting does not undo /stop
     await newsbot.say(3117, "/start", **EN)
-    chat = await stored_chat(newsbot, 3117)
+    chat = await newsbot.stored_chat(3117)
     assert chat is not None and chat.active
 
 
@@ -362,7 +343,7 @@ async def test_only_group_admins_change_its_topics(newsbot: RunningBot) -> None:
     newsbot.fake.set_admins(group, [admin])
     (refused,) = await newsbot.say(group, "/follow روسيا", user_id=member, **EN)
     assert "Only this group's admins" in refused.plain
-    assert await followed(newsbot, group) == []
+    assert await newsbot.followed(group) == []
     for command in ("/mute 2", "/quiet 23-7", "/lang ar", "/stop"):
         (answer,) = await newsbot.say(group, command, user_id=member, **EN)
         assert "Only this group's admins" in answer.plain
@@ -373,12 +354,12 @@ async def test_only_group_admins_change_its_topics(newsbot: RunningBot) -> None:
     assert newsbot.fake.callback_answers[-1].text == (
         "Only this group's admins can change what it follows."
     )
-    assert await followed(newsbot, group) == []
+    assert await newsbot.followed(group) == []
 
     (done,) = await newsbot.say(group, "/follow روسيا", user_id=admin, **EN)
     assert "✓ Following Russia" in done.plain
     await newsbot.press(group, welcome, pick("egypt"), user_id=admin)
-    assert await followed(newsbot, group) == ["russia", "egypt"]
+    assert await newsbot.followed(group) == ["russia", "egypt"]
     (listing,) = await newsbot.say(group, "/topics", user_id=member, **EN)
     assert "follows 2 topics" in listing.plain
 
@@ -392,12 +373,12 @@ async def test_a_group_that_becomes_a_supergroup_keeps_its_topics(newsbot: Runni
     supergroup = newsbot.fake.migrate_group(group)
 
     async def moved() -> bool:
-        return await followed(newsbot, supergroup) == ["russia", "iran"]
+        return await newsbot.followed(supergroup) == ["russia", "iran"]
 
     await eventually(moved)
-    assert await followed(newsbot, group) == []
-    assert await stored_chat(newsbot, group) is None
-    chat = await stored_chat(newsbot, supergroup)
+    assert await newsbot.followed(group) == []
+    assert await newsbot.stored_chat(group) is None
+    chat = await newsbot.stored_chat(supergroup)
     assert chat is not None and chat.language == "en"
 
 
@@ -408,7 +389,7 @@ async def test_a_reader_who_blocks_the_bot_is_deactivated(newsbot: RunningBot) -
     newsbot.fake.member_update(3121, "kicked")
 
     async def inactive() -> bool:
-        chat = await stored_chat(newsbot, 3121)
+        chat = await newsbot.stored_chat(3121)
         return chat is not None and not chat.active
 
     await eventually(inactive)
@@ -427,12 +408,12 @@ async def test_added_to_a_group_registers_and_greets_removed_deactivates(
     newsbot.fake.member_update(group, "member", chat_type="group", title="Desk")
     (hello,) = await newsbot.fake.wait_for_messages(group, 1)
     assert "/follow" in hello.plain
-    chat = await stored_chat(newsbot, group)
+    chat = await newsbot.stored_chat(group)
     assert chat is not None and chat.active and chat.kind == "group"
     newsbot.fake.member_update(group, "left")
 
     async def inactive() -> bool:
-        chat = await stored_chat(newsbot, group)
+        chat = await newsbot.stored_chat(group)
         return chat is not None and not chat.active
 
     await eventually(inactive)
@@ -448,7 +429,7 @@ async def test_plain_text_in_private_gets_guidance(newsbot: RunningBot) -> None:
     assert "/search روسيا" in reply.plain
     assert reply.callback_data == [pick("russia")]
     await newsbot.press(3123, reply, pick("russia"))
-    assert await followed(newsbot, 3123) == ["russia"]
+    assert await newsbot.followed(3123) == ["russia"]
     (free,) = await newsbot.say(3123, "<b>أسعار الذهب</b>", **EN)
     assert "/search <b>أسعار الذهب</b>" in free.plain
     assert free.callback_data == []

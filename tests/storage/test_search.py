@@ -4,28 +4,24 @@ hostile input, keeping the index in step, and the migration that builds it."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
 from sqlalchemy import delete, select, text, update
-from sqlalchemy.engine import make_url
 
 import storage.search
 from bot.feeds.reindex import reindex_articles
 from bot.text.normalise import index_text, query_terms
 from storage.articles import ArticleData, upsert_articles
-from storage.db import Database, alembic_config
+from storage.db import Database
 from storage.feeds import add_feed
 from storage.models import Article, UTCDateTime
 from storage.search import SearchHit, count_matches, search_articles
-from tests.conftest import POSTGRES_URL, _asyncpg_url
-from tests.postgres import execute_as_admin
 from tests.processes import newsbot
+from tests.storage.migrating import migrate
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 FEED_URL = "https://news.example/rss"
@@ -401,34 +397,6 @@ ARTICLES_0001 = sa.Table(
     sa.Column("first_seen_at", UTCDateTime()),
     sa.Column("alertable", sa.Boolean),
 )
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-async def blank_database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """An empty database with no schema at all, on each backend."""
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'blank.db'}"
-        return
-    if not POSTGRES_URL:
-        pytest.skip("PostgreSQL tests need NEWSBOT_TEST_POSTGRES_URL")
-    name = f"newsbot_blank_{uuid.uuid4().hex[:12]}"
-    await execute_as_admin(POSTGRES_URL, f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(_asyncpg_url(POSTGRES_URL)).set(database=name).render_as_string(False)
-    finally:
-        await execute_as_admin(POSTGRES_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-async def migrate(db: Database, revision: str, *, down: bool = False) -> None:
-    """Move the schema to a revision with Alembic, as `newsbot db upgrade` does."""
-
-    def run(connection: sa.Connection) -> None:
-        config = alembic_config()
-        config.attributes["connection"] = connection
-        (command.downgrade if down else command.upgrade)(config, revision)
-
-    async with db.engine.begin() as connection:
-        await connection.run_sync(run)
 
 
 async def test_the_migration_indexes_the_articles_already_stored(blank_database: str) -> None:
