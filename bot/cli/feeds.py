@@ -10,8 +10,15 @@ import listparser
 
 from bot.app import Core
 from bot.cli.common import EXIT_OK, CommandError, _, ngettext, with_core
-from bot.feeds.admin import FeedAddError, FeedAddReason, add_feed_and_fetch, find_feed
+from bot.feeds.admin import (
+    FeedAddError,
+    FeedAddReason,
+    add_feed_and_fetch,
+    find_feed,
+    storable_name,
+)
 from bot.feeds.links import canonical_link
+from bot.feeds.parse import storable_link
 from storage.feeds import add_feed, list_feeds, list_feeds_with_counts, remove_feed
 from storage.models import Feed
 
@@ -132,7 +139,8 @@ async def import_(core: Core, args: argparse.Namespace) -> int:
     parsed = listparser.parse(document)
     titles: dict[str, str | None] = {}  # canonical URL -> the list's title, first one wins
     for entry in parsed.feeds:
-        if url := canonical_link(entry.get("url")):
+        # Bounded as storage holds them: one over-long entry must not refuse the whole list.
+        if url := storable_link(canonical_link(entry.get("url"))):
             titles.setdefault(url, entry.get("title"))
     if not titles:
         raise CommandError(_("no feeds found in {file}").format(file=args.file))
@@ -141,7 +149,7 @@ async def import_(core: Core, args: argparse.Namespace) -> int:
         known = {feed.url for feed in await list_feeds(session)}
         for url, title in titles.items():
             if url not in known:
-                add_feed(session, url, name=title or None)
+                add_feed(session, url, name=storable_name(title))
                 added += 1
     print(
         ngettext(

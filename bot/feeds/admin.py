@@ -57,6 +57,13 @@ class AddedFeed:
     breaking: bool
 
 
+def storable_name(name: str | None) -> str | None:
+    """A feed's name cut to what storage holds (with "…"), or None for no name."""
+    if name and len(name) > NAME_ROOM:
+        return name[: NAME_ROOM - 1].rstrip() + "…"
+    return name or None
+
+
 async def add_feed_and_fetch(
     db: Database,
     ingestor: Ingestor,
@@ -72,8 +79,7 @@ async def add_feed_and_fetch(
     canonical = storable_link(canonical_link(url))
     if canonical is None or not url.strip().lower().startswith(("http://", "https://")):
         raise FeedAddError(FeedAddReason.NOT_A_URL, url=url)
-    if name and len(name) > NAME_ROOM:
-        name = name[: NAME_ROOM - 1].rstrip() + "…"
+    name = storable_name(name)
     try:
         async with db.transaction() as session:
             if (existing := await get_feed_by_url(session, canonical)) is not None:

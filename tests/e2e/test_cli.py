@@ -403,3 +403,27 @@ async def test_a_verbose_run_never_logs_the_token(sqlite_url: str, tmp_path: Pat
     output = bot.stderr + "".join(path.read_text() for path in tmp_path.glob("newsbot-*.out"))
     assert " INFO " in output, output  # it did log in detail
     assert secret not in output, [line for line in output.splitlines() if secret in line]
+
+
+async def test_an_opml_with_overlong_entries_imports_the_rest(
+    db: Database, feed_server: FeedServer, tmp_path: Path
+) -> None:
+    """An OPML entry whose URL storage cannot hold is skipped and an over-long name is cut:
+    the other feeds are imported, on both backends, instead of the whole list refused."""
+    env = {"NEWSBOT_DATABASE_URL": db.url.render_as_string(False)}
+    good, long_url = feed_server.url("good.xml"), feed_server.url("x" * 3000 + ".xml")
+    opml = tmp_path / "feeds.opml"
+    opml.write_text(
+        '<?xml version="1.0"?><opml version="2.0"><head><title>t</title></head><body>'
+        f'<outline text="{"اسم طويل " * 60}" xmlUrl="{good}"/>'
+        f'<outline text="long" xmlUrl="{long_url}"/>'
+        "</body></opml>",
+        encoding="utf-8",
+    )
+    imported = await newsbot("feeds", "import", str(opml), env=env, cwd=tmp_path)
+    assert imported.code == 0, imported.err
+    assert "imported 1 feed (0 already watched)" in imported.out
+    listed = await newsbot("feeds", "list", env=env, cwd=tmp_path)
+    (row,) = listed.out.strip().splitlines()[1:]
+    name = row.split("\t")[1]
+    assert name.startswith("اسم طويل") and name.endswith("…") and len(name) <= 200
