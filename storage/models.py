@@ -95,6 +95,12 @@ class Feed(Base):
     last_error: Mapped[str | None] = mapped_column(String(1000))
     failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     next_fetch_at: Mapped[datetime | None] = mapped_column(index=True)
+    # Which process is fetching the feed now, until when (FOR UPDATE SKIP LOCKED leases:
+    # each due feed fetched by one process; a dead process's lease runs out).
+    leased_by: Mapped[str | None] = mapped_column(String(64))
+    leased_until: Mapped[datetime | None]
+    # When the editors were told the feed is broken (cleared when told it recovered).
+    reported_at: Mapped[datetime | None]
 
     articles: Mapped[list[Article]] = relationship(back_populates="feed", passive_deletes=True)
 
@@ -117,6 +123,9 @@ class Article(Base):
         ForeignKey("feeds.id", ondelete="SET NULL"), index=True
     )
     link: Mapped[str | None] = mapped_column(String(2048), index=True)
+    # The canonical link when it names one story (None when several items share it): unique,
+    # so two processes storing one story from two feeds cannot both insert it.
+    link_key: Mapped[str | None] = mapped_column(String(2048), index=True, unique=True)
     title: Mapped[str] = mapped_column(Text)
     summary: Mapped[str] = mapped_column(Text, default="", server_default="")
     # The text engine's normalised terms (bot.text.index_text), space-separated: what the
@@ -237,6 +246,24 @@ class Delivery(Base):
     due_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(String(1000))
+    # The sender that claimed the row (its process's identity): recovery takes back only the
+    # rows of senders that are gone, never those a live sender has in flight.
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class UIState(Base):
+    """What a chat's buttons need between two updates (a search's query and page, the topic
+    browser's place), so any process can answer the next press. Found by a short random id
+    that the buttons carry; gone after ``expires_at``."""
+
+    __tablename__ = "ui_states"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    chat_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
 __all__ = [
@@ -249,5 +276,6 @@ __all__ = [
     "Feed",
     "Subscription",
     "Topic",
+    "UIState",
     "utcnow",
 ]
