@@ -31,7 +31,7 @@ from bot.feeds.ingest import Ingestor
 from bot.feeds.reindex import reindex_articles
 from bot.i18n import translator
 from bot.logs import quiet_noisy_loggers
-from storage.db import Database, GroupWriter, is_transient
+from storage.db import Database, GroupWriter, is_transient, process_holder
 from storage.models import utcnow
 from storage.stats import count_feeds_and_readers
 
@@ -265,16 +265,20 @@ class Runtime:
         self._announce = announce
         self._started = False
         self._stack = AsyncExitStack()
-        self._watching: asyncio.Task[None] | None = None
-        self._sending: asyncio.Task[None] | None = None
+        self._running: dict[str, asyncio.Task[None]] = {}
         self._sender: Sender | None = None
         self._writer: GroupWriter | None = None
-        self._tasks = {"watcher": TaskState("the feed watcher"), "sender": TaskState("the sender")}
+        self._tasks: dict[str, TaskState] = {}
         self._halt = asyncio.Event()
+        # The roles only one process of a bot may hold at a time, while this one holds them
+        # ("sender", "updates"): health and metrics show them.
+        self.roles: set[str] = set()
+        # Who this process is in the claims and leases it writes.
+        self.holder = process_holder()
 
     @property
     def tasks(self) -> Mapping[str, TaskState]:
-        """The long-running tasks by name (``watcher``, ``sender``), and how each is doing."""
+        """The long-running tasks by name (``watcher``, ``sender``…), and how each is doing."""
         return MappingProxyType(self._tasks)
 
     async def start(self, application: NewsbotApplication) -> None:
@@ -325,11 +329,12 @@ class Runtime:
             writer=self._writer,
         )
         await handlers.publish_commands(application.bot, settings.admins)
-        watcher = self._tasks["watcher"]
-        watch = partial(core.ingestor.watch, tick=WATCH_TICK, report=watcher.report)
-        self._watching = asyncio.create_task(self._supervise(watcher, watch))
-        send = partial(self._send, core.db, application.bot.id)
-        self._sending = asyncio.create_task(self._supervise(self._tasks["sender"], send))
+        watcher = self._task_state("watcher", "the feed watcher")
+        self._start_task(
+            watcher, partial(core.ingestor.watch, tick=WATCH_TICK, report=watcher.report)
+        )
+        sender = self._task_state("sender", "the sender")
+        self._start_task(sender, partial(self._send, core.db, application.bot.id))
         self._started = True
         self._announce(
             _running_line(application.bot.username, feeds, readers, settings.webhook_url)
@@ -340,11 +345,10 @@ class Runtime:
         self._halt.set()
         if self._sender is not None:
             self._sender.stop()
-        if self._sending is not None:  # asyncio.wait returns at the deadline, raising nothing
-            await asyncio.wait({self._sending}, timeout=STOP_GRACE)
-        for task in (self._watching, self._sending):
-            if task is None:
-                continue
+        sending = self._running.get("sender")
+        if sending is not None:  # asyncio.wait returns at the deadline, raising nothing
+            await asyncio.wait({sending}, timeout=STOP_GRACE)
+        for task in self._running.values():
             task.cancel()
             try:
                 await task
@@ -352,7 +356,7 @@ class Runtime:
                 pass
             except Exception:
                 log.exception("a background task had failed")
-        self._watching = self._sending = None
+        self._running.clear()
 
     async def close(self, application: NewsbotApplication) -> None:
         """Close the fetchers and the database (stopping first if stopped while starting,
@@ -373,7 +377,20 @@ class Runtime:
         # One sender per bot: a second process waits here and takes over if the first dies
         # (or loses the lock with its connection: this one then stops, and waits again).
         async with db.exclusive(f"newsbot-sender-{bot_id}"):
-            await self._sender.run(report=self._tasks["sender"].report)
+            self.roles.add("sender")
+            try:
+                await self._sender.run(report=self._tasks["sender"].report)
+            finally:
+                self.roles.discard("sender")
+
+    def _task_state(self, name: str, label: str) -> TaskState:
+        """The state of the task ``name`` (``label`` in the log), new at the first start."""
+        return self._tasks.setdefault(name, TaskState(label))
+
+    def _start_task(self, state: TaskState, run: Callable[[], Awaitable[None]]) -> None:
+        """Run ``run`` as a supervised long-running task until the Runtime stops."""
+        name = next(key for key, value in self._tasks.items() if value is state)
+        self._running[name] = asyncio.create_task(self._supervise(state, run))
 
     async def _supervise(self, state: TaskState, run: Callable[[], Awaitable[None]]) -> None:
         """Run a task until it returns or the Runtime stops; if it dies, start it again."""

@@ -99,7 +99,13 @@ class Settings(BaseSettings):
     send_rate: int = Field(
         default=30,
         ge=1,
-        description="Messages sent in any one second, in all (raise it for paid broadcasts).",
+        le=1000,
+        description="Messages sent in any one second, in all (above 30 needs paid broadcasts).",
+    )
+    paid_broadcasts: bool = Field(
+        default=False,
+        description="Send with allow_paid_broadcast, so NEWSBOT_SEND_RATE may go up to 1000 "
+        "(Telegram charges Stars for each message above the free rate).",
     )
     stale_hours: float = Field(
         default=2.0, gt=0, description="Alerts still unsent after this many hours are dropped."
@@ -120,6 +126,16 @@ class Settings(BaseSettings):
         description="Secret token Telegram sends with each webhook request (default: one "
         "derived from the bot token).",
     )
+    metrics_listen: str | None = Field(
+        default=None,
+        description="HOST:PORT serving /healthz and /metrics (Prometheus); unset: off.",
+    )
+    feed_alarm_minutes: float = Field(
+        default=60.0,
+        gt=0,
+        description="Editors are told of a feed failing for this many minutes (once, and "
+        "again when it recovers).",
+    )
     allow_private_feeds: bool = Field(
         default=False,
         description="Let editors add feeds on private or loopback addresses from the chat.",
@@ -135,9 +151,11 @@ class Settings(BaseSettings):
             return markers
         return value
 
-    @field_validator("listen")
+    @field_validator("listen", "metrics_listen")
     @classmethod
-    def _host_port(cls, value: str) -> str:
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         host, _, port = value.rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError("HOST:PORT such as 0.0.0.0:8443")
@@ -179,8 +197,17 @@ class Settings(BaseSettings):
     @property
     def listen_address(self) -> tuple[str, int]:
         """The webhook server's host and port."""
-        host, _, port = self.listen.rpartition(":")
-        return host.strip("[]"), int(port)
+        return _host_and_port(self.listen)
+
+    @property
+    def metrics_address(self) -> tuple[str, int] | None:
+        """The health and metrics server's host and port, or None when it is off."""
+        return None if self.metrics_listen is None else _host_and_port(self.metrics_listen)
+
+    @property
+    def feed_alarm_after(self) -> timedelta:
+        """How long a feed fails before its editors are told."""
+        return timedelta(minutes=self.feed_alarm_minutes)
 
     @property
     def webhook_secret_token(self) -> str | None:
@@ -213,6 +240,11 @@ class Settings(BaseSettings):
     def backlog_age(self) -> timedelta:
         """Age beyond which a new item is archived without alerting."""
         return timedelta(hours=self.backlog_hours)
+
+
+def _host_and_port(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
 
 
 def unknown_variables(env_file: Path = ENV_FILE) -> list[str]:

@@ -11,6 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import os
+import secrets
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -57,6 +60,15 @@ class SchemaChange:
 def default_database_url() -> str:
     """SQLite file ``newsbot.db`` in the working directory."""
     return f"sqlite+aiosqlite:///{Path.cwd() / 'newsbot.db'}"
+
+
+def process_holder() -> str:
+    """Who this process is, as claims and leases record it: host, pid and a random part
+    (a pid is reused after a restart; the holder never is). At most 64 characters."""
+    return _HOLDER
+
+
+_HOLDER = f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 class LockLost(Exception):

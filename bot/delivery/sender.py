@@ -19,6 +19,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 
@@ -57,6 +58,16 @@ RETRY_FIRST = 0.5
 RETRY_MOST = 5.0
 
 
+@dataclass(slots=True)
+class SendStats:
+    """What this process's sender did since it started, for /metrics."""
+
+    sent: int = 0
+    rate_limited: int = 0  # answers 429, retried later
+    failed: int = 0  # refused for good (blocked, chat not found…)
+    in_doubt: int = 0  # requests whose outcome nobody can know (cut mid-flight)
+
+
 class Sender:
     """Claims due deliveries, sends them through ``deliver`` and records each outcome.
 
@@ -92,6 +103,7 @@ class Sender:
         self._trouble: BaseException | None = None  # the pass's first database failure
         self._wake = asyncio.Event()
         self._stopped = asyncio.Event()
+        self.stats = SendStats()
 
     @property
     def in_flight(self) -> int:

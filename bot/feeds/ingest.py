@@ -11,6 +11,7 @@ import hashlib
 import logging
 import random
 import re
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
@@ -79,6 +80,30 @@ class FeedOutcome:
     items: int = 0
 
 
+# Upper bounds, in seconds, of the fetch-duration buckets /metrics shows.
+FETCH_SECONDS_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+@dataclass(slots=True)
+class FetchStats:
+    """What this process's polls did since it started, for /metrics: polls by outcome
+    (``FeedOutcome.status``) and how long they took."""
+
+    outcomes: Counter[str] = field(default_factory=Counter)
+    seconds_sum: float = 0.0
+    # Polls that took at most FETCH_SECONDS_BUCKETS[i] seconds (cumulative), then all.
+    buckets: list[int] = field(default_factory=lambda: [0] * (len(FETCH_SECONDS_BUCKETS) + 1))
+
+    def observe(self, status: str, seconds: float) -> None:
+        """Count one poll that ended with ``status`` after ``seconds``."""
+        self.outcomes[status] += 1
+        self.seconds_sum += seconds
+        for index, bound in enumerate(FETCH_SECONDS_BUCKETS):
+            if seconds <= bound:
+                self.buckets[index] += 1
+        self.buckets[-1] += 1
+
+
 @dataclass(slots=True)
 class PollSummary:
     """What one poll cycle over many feeds did."""
@@ -142,6 +167,7 @@ class Ingestor:
         # Writes go one after another (the dedup lookup and the insert must not interleave),
         # and those queued meanwhile share a commit.
         self._writer = db.group_writer()
+        self.stats = FetchStats()
 
     async def aclose(self) -> None:
         """Finish the writes already queued; the database may then be closed."""
@@ -269,6 +295,12 @@ class Ingestor:
         return await self._poll_state(state, fetcher)
 
     async def _poll_state(self, state: _FeedState, fetcher: Fetcher | None = None) -> FeedOutcome:
+        started = time.perf_counter()
+        outcome = await self._poll_once(state, fetcher)
+        self.stats.observe(outcome.status, time.perf_counter() - started)
+        return outcome
+
+    async def _poll_once(self, state: _FeedState, fetcher: Fetcher | None) -> FeedOutcome:
         if fetcher is None:
             fetcher = self._chat_fetcher if state.added_in_chat else self._fetcher
         try:
