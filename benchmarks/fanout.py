@@ -48,7 +48,7 @@ from tests.postgres import execute_as_admin  # noqa: E402
 
 NEWSBOT = str(Path(sys.executable).with_name("newsbot"))
 POLL_INTERVAL = 1
-UNLIMITED_RATE = 100_000
+UNLIMITED_RATE = 1000  # the most Telegram allows (paid broadcasts)
 FIRST_CHAT = 1_000_000
 INJECT_BATCH = 2_000
 
@@ -59,6 +59,11 @@ INJECT_BATCH = 2_000
 def serve_fake(conn: Connection) -> None:
     """Process entry: run FakeBotAPI plus a control endpoint; send back both ports."""
     asyncio.run(_serve_fake(conn))
+
+
+def rate_settings(rate: int) -> dict[str, str]:
+    """The settings that let the bot send ``rate`` messages a second (above 30: paid)."""
+    return {"NEWSBOT_SEND_RATE": str(rate), "NEWSBOT_PAID_BROADCASTS": str(rate > 30).lower()}
 
 
 async def _serve_fake(conn: Connection) -> None:
@@ -457,7 +462,7 @@ async def _phases(
         await seed_followers(database_url, limited, "لبنان")
 
     # Phase 1 and 2: no limits at Telegram, none in the bot.
-    unlimited = env | {"NEWSBOT_SEND_RATE": str(UNLIMITED_RATE)}
+    unlimited = env | rate_settings(UNLIMITED_RATE)
     run = await start_bot(fake, unlimited, directory, args.profile)
     if not args.seed:
         print(f"\nphase 1: {args.chats} chats each send /start, then /follow روسيا")
@@ -492,7 +497,7 @@ async def _phases(
     )
     limits = {"per_second": rate, "per_chat_per_second": 1, "per_group_per_minute": 20}
     await fake.rate_limit(limits)
-    run = await start_bot(fake, env | {"NEWSBOT_SEND_RATE": str(rate)}, directory)
+    run = await start_bot(fake, env | rate_settings(rate), directory)
     story = item("عاجل: انفجار في مرفأ بيروت في لبنان", "beirut")
     phase3 = await breaking_story(
         fake, feed, story, old, followers=args.limited_chats, rate=rate, bot=run

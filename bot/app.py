@@ -32,6 +32,7 @@ from bot.feeds.reindex import reindex_articles
 from bot.i18n import translator
 from bot.logs import quiet_noisy_loggers
 from storage.db import Database, GroupWriter, is_transient, process_holder
+from storage.deliveries import liveness_lock
 from storage.models import utcnow
 from storage.stats import count_feeds_and_readers
 
@@ -165,11 +166,12 @@ RESTART_MOST = 10.0
 
 
 def build_application(
-    settings: Settings, *, announce: Callable[[str], None] = log.warning
+    settings: Settings, *, announce: Callable[[str], None] = log.warning, poll: bool = False
 ) -> NewsbotApplication:
     """The Telegram Application with every handler registered and the services wired in:
     they open in ``post_init`` and close on shutdown (SIGINT, SIGTERM). ``announce`` gets
-    the line saying the bot is up, and the one saying it stopped."""
+    the line saying the bot is up, and the one saying it stopped. With ``poll``, the
+    services include long polling, by one process of the bot at a time (bot.updates)."""
     from telegram.ext import ApplicationBuilder
 
     import handlers
@@ -177,7 +179,7 @@ def build_application(
     from handlers.ordering import InOrderPerChat
 
     assert settings.token is not None  # noqa: S101 - the CLI checked it
-    runtime = Runtime(settings, announce)
+    runtime = Runtime(settings, announce, poll=poll)
     application: NewsbotApplication = (
         ApplicationBuilder()
         .token(settings.token.get_secret_value())
@@ -260,9 +262,12 @@ class Runtime:
     followed topics, and the tasks that run meanwhile, the feed watcher and the sender,
     each restarted if it dies, each with its :class:`TaskState`."""
 
-    def __init__(self, settings: Settings, announce: Callable[[str], None]) -> None:
+    def __init__(
+        self, settings: Settings, announce: Callable[[str], None], *, poll: bool = False
+    ) -> None:
         self._settings = settings
         self._announce = announce
+        self._poll = poll
         self._started = False
         self._stack = AsyncExitStack()
         self._running: dict[str, asyncio.Task[None]] = {}
@@ -307,6 +312,7 @@ class Runtime:
             zone=settings.zone,
             markers=settings.breaking_markers,
             catalog=topics.catalog,
+            paid=settings.paid_broadcasts,
         )
         self._writer = core.db.group_writer()
         self._sender = Sender(
@@ -317,6 +323,7 @@ class Runtime:
             # While Telegram does not answer, getMe asks whether it does again: an alert
             # sent to find out would be left in doubt.
             probe=application.bot.get_me,
+            holder=self.holder,
         )
         application.bot_data.services = Services(
             db=core.db,
@@ -325,7 +332,8 @@ class Runtime:
             admins=settings.admins,
             zone=settings.zone,
             markers=settings.breaking_markers,
-            wake_sender=self._wake_sender,
+            # An editor's alert is stored like a story's: its fan-out writes the rest.
+            wake_sender=fanout.wake,
             writer=self._writer,
         )
         await handlers.publish_commands(application.bot, settings.admins)
@@ -333,11 +341,46 @@ class Runtime:
         self._start_task(
             watcher, partial(core.ingestor.watch, tick=WATCH_TICK, report=watcher.report)
         )
+        # Editors hear of feeds broken for long, and of their recovery (once, in any process).
+        from bot.feeds.alarms import FeedAlarms
+
+        alarms = FeedAlarms(
+            core.db,
+            settings.admins,
+            application.bot.send_message,
+            failing_after=settings.feed_alarm_after,
+        )
+        alarm_state = self._task_state("feed alarms", "the feed alarms")
+        self._start_task(alarm_state, partial(alarms.run, report=alarm_state.report))
         sender = self._task_state("sender", "the sender")
         self._start_task(sender, partial(self._send, core.db, application.bot.id))
+        # In every process: they take turns on an alert, and finish what a dead one left.
+        expander = self._task_state("fanout", "the fan-out")
+        self._start_task(expander, partial(fanout.run, core.db, report=expander.report))
+        if settings.metrics_address is not None:
+            from bot.health import HealthServer
+            from bot.metrics import Observed
+
+            assert self._sender is not None  # noqa: S101 - made above
+            health = HealthServer(
+                Observed(
+                    db=core.db,
+                    tasks=self.tasks,
+                    roles=self.roles,
+                    sends=self._sender.stats,
+                    fetches=core.ingestor.stats,
+                    holder=self.holder,
+                )
+            )
+            await health.start(*settings.metrics_address)
+            # Closed with the rest by close(), before the database it reads.
+            self._stack.push_async_callback(health.stop)
+        polling = await self._lead_updates(core.db, application) if self._poll else True
         self._started = True
         self._announce(
-            _running_line(application.bot.username, feeds, readers, settings.webhook_url)
+            _running_line(
+                application.bot.username, feeds, readers, settings.webhook_url, standby=not polling
+            )
         )
 
     async def stop(self, _application: NewsbotApplication) -> None:
@@ -368,6 +411,28 @@ class Runtime:
         if self._started:
             self._announce(_("stopped: alerts in flight were sent or put back in the queue"))
 
+    async def _lead_updates(self, db: Database, application: NewsbotApplication) -> bool:
+        """Poll for updates while this process holds the bot's updates lock; whether it
+        took the lock at once (False: another process polls, this one stands by)."""
+        from bot.updates import LOCK_RETRY, UpdatesLeadership
+
+        assert application.updater is not None  # noqa: S101 - ApplicationBuilder makes one
+        leadership = UpdatesLeadership(
+            db, application.updater, bot_id=application.bot.id, roles=self.roles
+        )
+        self._start_task(self._task_state("updates", "long polling"), leadership.run)
+        # A free lock is taken in milliseconds; a held one is retried after LOCK_RETRY.
+        return await leadership.leading_within(LOCK_RETRY)
+
+    async def stop_updates(self) -> None:
+        """Stop long polling, first thing on a stop: the Application must not be handed
+        updates once it stops taking them."""
+        polling = self._running.pop("updates", None)
+        if polling is not None:
+            polling.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await polling
+
     def _wake_sender(self) -> None:
         if self._sender is not None:
             self._sender.wake()
@@ -376,7 +441,12 @@ class Runtime:
         assert self._sender is not None  # noqa: S101 - set by start
         # One sender per bot: a second process waits here and takes over if the first dies
         # (or loses the lock with its connection: this one then stops, and waits again).
-        async with db.exclusive(f"newsbot-sender-{bot_id}"):
+        # The liveness lock, held first and throughout, tells another process's recovery
+        # that this one's rows in flight are still being sent: it leaves them alone.
+        async with (
+            db.exclusive(liveness_lock(self.holder)),
+            db.exclusive(f"newsbot-sender-{bot_id}"),
+        ):
             self.roles.add("sender")
             try:
                 await self._sender.run(report=self._tasks["sender"].report)
@@ -417,8 +487,14 @@ def _one_line(error: BaseException) -> str:
     return (str(error) or type(error).__name__).splitlines()[0][:300]
 
 
-def _running_line(username: str, feeds: int, readers: int, webhook_url: str | None) -> str:
-    mode = _("webhook at {url}").format(url=webhook_url) if webhook_url else _("long polling")
+def _running_line(
+    username: str, feeds: int, readers: int, webhook_url: str | None, *, standby: bool = False
+) -> str:
+    if webhook_url:
+        mode = _("webhook at {url}").format(url=webhook_url)
+    else:
+        # TRANSLATORS: another process of this bot polls; this one takes over if it stops.
+        mode = _("long polling (standby)") if standby else _("long polling")
     return _("running as @{name}: {feeds}, {readers}, {mode}").format(
         name=username,
         feeds=ngettext("{count} feed", "{count} feeds", feeds).format(count=feeds),

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.i18n import translator
@@ -32,6 +32,8 @@ TOOL_VARIABLES = frozenset(
 )
 _ = translator("en").gettext
 DEFAULT_API_URL = "https://api.telegram.org/bot"
+# Messages a second Telegram lets a bot send without paid broadcasts.
+FREE_SEND_RATE = 30
 
 
 class ConfigError(Exception):
@@ -140,6 +142,18 @@ class Settings(BaseSettings):
         default=False,
         description="Let editors add feeds on private or loopback addresses from the chat.",
     )
+
+    @field_validator("paid_broadcasts")
+    @classmethod
+    def _paid_above_free_rate(cls, value: bool, info: ValidationInfo) -> bool:
+        # Declared after send_rate, so its value is known here (if it was valid).
+        rate = info.data.get("send_rate", FREE_SEND_RATE)
+        if not value and rate > FREE_SEND_RATE:
+            raise ValueError(
+                f"true for a NEWSBOT_SEND_RATE of {rate} (above {FREE_SEND_RATE}, Telegram's "
+                "free rate: more goes only as paid broadcasts, charged in Stars)"
+            )
+        return value
 
     @field_validator("breaking_markers", mode="before")
     @classmethod

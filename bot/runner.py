@@ -2,8 +2,8 @@
 
 The services open in the Application's ``post_init`` (see ``bot.app``), stop taking work in
 ``post_stop`` and close in ``post_shutdown``. SIGINT and SIGTERM stop it cleanly at any
-moment, even while it is still starting. Long polling by default; a webhook with
-``NEWSBOT_WEBHOOK_URL``.
+moment, even while it is still starting. Long polling by default, by one process of a bot
+at a time (``bot.updates``); a webhook with ``NEWSBOT_WEBHOOK_URL``, served by every process.
 """
 
 from __future__ import annotations
@@ -23,16 +23,13 @@ from urllib.parse import urlsplit
 from telegram import Bot, Update
 from telegram.error import InvalidToken, NetworkError, TelegramError
 
-from bot.app import build_application
+from bot.app import build_application, runtime_of
 from bot.config import DEFAULT_API_URL, ConfigError, Settings
 from bot.i18n import CatalogError, require_catalogs, translator
 from bot.logs import quiet_noisy_loggers
 
 log = logging.getLogger(__name__)
 _ = translator("en").gettext
-
-RESTOP_DELAY = 0.1
-
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -54,41 +51,58 @@ def run_bot(settings: Settings, *, announce: Callable[[str], None] = log.warning
         signal.signal(number, _exit)
     quiet_noisy_loggers()  # before the first Bot API request: its URL carries the token
     asyncio.run(check_bot_api(settings.token.get_secret_value(), settings.api_url))
-    application = build_application(settings, announce=announce)
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-
-    def stop() -> None:
-        # python-telegram-bot's own handlers raise SystemExit wherever the loop happens to
-        # be, which orphans its start-up tasks; asking it to stop is clean at any moment.
-        application.stop_running()
-        if not application.running:
-            # Still starting: the request is honoured after post_init; if it came later
-            # than that check, ask again once the Application runs.
-            loop.call_later(RESTOP_DELAY, stop)
-
-    for number in STOP_SIGNALS:
-        loop.add_signal_handler(number, stop)
-    if settings.webhook_url:
-        host, port = settings.listen_address
-        application.run_webhook(
-            listen=host,
-            port=port,
-            url_path=urlsplit(settings.webhook_url).path.lstrip("/"),
-            webhook_url=settings.webhook_url,
-            # Never None: without a secret, anyone who can reach the port could post updates
-            # (an editor's /addfeed, say) and be obeyed.
-            secret_token=settings.webhook_secret_token,
-            allowed_updates=Update.ALL_TYPES,
-            close_loop=False,
-            stop_signals=None,
-        )
-    else:
-        application.run_polling(
-            allowed_updates=Update.ALL_TYPES, close_loop=False, stop_signals=None
-        )
-    loop.close()
+    asyncio.run(serve(settings, announce))
     return 0
+
+
+async def serve(settings: Settings, announce: Callable[[str], None]) -> None:
+    """Run the bot until SIGINT or SIGTERM, as python-telegram-bot's run_polling
+    and run_webhook do (post_init, start, stop, post_stop, shutdown, post_shutdown), except
+    that long polling is one of the services (``bot.updates``: one process of a bot polls).
+
+    A stop signal is honoured at any moment: while starting, the start finishes and the
+    bot then stops at once, handling the updates it took.
+    """
+    application = build_application(settings, announce=announce, poll=not settings.webhook_url)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for number in STOP_SIGNALS:
+        loop.add_signal_handler(number, stopping.set)
+    updater = application.updater
+    assert updater is not None  # noqa: S101 - ApplicationBuilder makes one
+    try:
+        await application.initialize()
+        if application.post_init is not None:
+            await application.post_init(application)  # opens the services, polls if leading
+        if settings.webhook_url:
+            host, port = settings.listen_address
+            # Every process of a bot serves the webhook (behind a load balancer) and sets
+            # it, to the same URL and secret; none deletes it when it stops (Updater.stop
+            # does not), so the others go on being posted updates.
+            await updater.start_webhook(
+                listen=host,
+                port=port,
+                url_path=urlsplit(settings.webhook_url).path.lstrip("/"),
+                webhook_url=settings.webhook_url,
+                # Never None: without a secret, anyone who can reach the port could post
+                # updates (an editor's /addfeed, say) and be obeyed.
+                secret_token=settings.webhook_secret_token,
+                allowed_updates=Update.ALL_TYPES,
+            )
+        await application.start()
+        await stopping.wait()
+    finally:
+        # Updates stop coming before the Application stops taking them.
+        await runtime_of(application).stop_updates()
+        if updater.running:
+            await updater.stop()
+        if application.running:
+            await application.stop()
+            if application.post_stop is not None:
+                await application.post_stop(application)
+        await application.shutdown()
+        if application.post_shutdown is not None:
+            await application.post_shutdown(application)
 
 
 def _exit(_number: int, _frame: object) -> None:

@@ -17,19 +17,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions, Update
 from telegram.constants import ParseMode
 
+from bot.delivery.fanout import INLINE_DELIVERIES
 from bot.delivery.render import alert_view, render_alert, topic_label
 from bot.feeds.admin import FeedAddError, FeedAddReason, add_feed_and_fetch, find_feed
 from bot.services import Services
 from bot.text.topics import ResolvedTopic, resolve
 from handlers.context import Context, Reader, is_private, reader
-from storage.alerts import AlertRecord, create_alert
+from storage.alerts import AlertRecord, Audience, add_alert, count_audience, fan_out
 from storage.deliveries import CLAIMED, DROPPED, FAILED, PENDING, SENDING, SENT, UNKNOWN
 from storage.drafts import add_draft, get_draft, take_draft
 from storage.feeds import list_feeds_with_counts
 from storage.feeds import remove_feed as unwatch_feed
 from storage.models import Draft
 from storage.stats import collect_stats
-from storage.subscriptions import get_topic_by_key, list_followers, list_receiving_chats
+from storage.subscriptions import get_topic_by_key
 
 # An editor's alert is its headline: long enough for any, short enough that the rendered
 # alert stays far within Telegram's 4,096 characters.
@@ -101,8 +102,9 @@ async def alert(update: Update, context: Context) -> None:
             topic = resolved
     now = services.clock()
     async with services.db.sessions() as session:
-        chats = await _recipients(session, topic.key if topic else None, now)
-    if hashtag and (topic is None or not chats):
+        audience = await _audience(session, topic.key if topic else None)
+        count = await count_audience(session, audience, now)
+    if hashtag and (topic is None or not count):
         await message.reply_text(
             _("Nobody follows #{topic}: no alert was prepared.").format(
                 topic=hashtag.replace(" ", "_")
@@ -120,7 +122,6 @@ async def alert(update: Update, context: Context) -> None:
             expires_at=now + DRAFT_LIFETIME,
         )
     draft_id = draft.id
-    count = len(chats)
     if topic is None:
         question = ngettext(
             "Send this alert to {count} chat?", "Send this alert to {count} chats?", count
@@ -225,27 +226,30 @@ async def _decide(
         return draft, Press.EXPIRED, 0
     if action == "cancel":
         return draft, Press.CANCELLED, 0
-    chats = await _recipients(session, draft.topic_key, now)
-    _alert_id, count = await create_alert(
+    audience = await _audience(session, draft.topic_key)
+    count = await count_audience(session, audience, now)
+    alert_id = await add_alert(
         session,
-        chats,
+        audience,
         now,
         text=draft.text,
         created_by=draft.editor_id,
         topics=[draft.topic_key] if draft.topic_key else [],
     )
+    # The first deliveries now, the rest by the fan-out that wake_sender wakes.
+    await fan_out(session, alert_id, now, INLINE_DELIVERIES)
     return draft, Press.SENT, count
 
 
-async def _recipients(session: AsyncSession, topic_key: str | None, now: datetime) -> list[int]:
+async def _audience(session: AsyncSession, topic_key: str | None) -> Audience:
     """The chats an alert reaches: a topic's followers (and the chats that take every
     breaking story), or every chat that receives alerts."""
     if topic_key is None:
-        return await list_receiving_chats(session, now)
+        return Audience(everyone=True)
     stored = await get_topic_by_key(session, topic_key)
     if stored is None:
-        return []
-    return await list_followers(session, [stored.id], now, all_breaking=True)
+        return Audience()
+    return Audience((stored.id,), all_breaking=True)
 
 
 def _preview(services: Services, r: Reader, draft: Draft, now: datetime, note: str) -> str:

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import html
 import math
-from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from babel.dates import format_timedelta
+from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions, Update
 from telegram.constants import ParseMode
 from telegram.error import BadRequest
@@ -21,28 +22,40 @@ from bot.text.breaking import read_headline
 from bot.text.normalise import query_terms
 from handlers.context import Context, Reader, reader
 from storage.alerts import list_latest_alerts
-from storage.search import SEARCH_WINDOW, count_matches, search_articles
+from storage.models import Article
+from storage.search import Ranking, list_found_articles, rank_matches
+from storage.ui_state import add_ui_state, get_ui_state
 
 PAGE_SIZE = 5
 LATEST_ALERTS = 5
-# Searches each chat keeps for its page buttons; an older search's buttons say it expired.
-KEPT_SEARCHES = 20
+# How long a search's page buttons work; an older search's buttons say it expired.
+KEPT_FOR = timedelta(hours=24)
 # How much of the reader's query and of feed text a result list repeats.
 QUERY_SHOWN = 60
 TITLE_SHOWN = 300
 SOURCE_SHOWN = 80
 JUST_NOW = timedelta(minutes=1)
 _NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
+_KIND = "search"
 
 
 @dataclass(frozen=True, slots=True)
 class _Search:
-    """A search a chat made, kept so its buttons can turn the pages."""
+    """A search a chat made, kept in the database so that any process can turn its pages:
+    every page is ranked once, with the first, so results never shift between pages."""
 
-    query: str
-    positions: list[tuple[str, ...]]
-    now: datetime  # every page is ranked as of the first, so results never shift between pages
-    matches: int  # counted up to one past what search ranks
+    query: str  # as shown in the header
+    ids: tuple[int, ...]  # the ranked articles, best first
+    more: bool  # older matches exist beyond those ranked
+
+    def data(self) -> dict[str, Any]:
+        """As stored (JSON)."""
+        return {"query": self.query, "ids": list(self.ids), "more": self.more}
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> _Search:
+        """From what :meth:`data` stored."""
+        return cls(str(data["query"]), tuple(int(id_) for id_ in data["ids"]), bool(data["more"]))
 
 
 async def search(update: Update, context: Context) -> None:
@@ -62,20 +75,21 @@ async def search(update: Update, context: Context) -> None:
     # The engine reads any text as plain words (no query syntax) and caps its length.
     positions = query_terms(query)
     services = context.services
-    now = services.clock()
-    matches = 0
+    ranking = Ranking((), more=False)
     if positions:
         async with services.db.sessions() as session:
-            matches = await count_matches(session, positions, cap=SEARCH_WINDOW + 1)
-    if not matches:
+            ranking = await rank_matches(session, positions, now=services.clock())
+            articles = await list_found_articles(session, ranking.ids[:PAGE_SIZE])
+    if not ranking.ids:
         text = _("Nothing found for “{query}”. Try another spelling, or fewer words.").format(
             query=_shown(query, QUERY_SHOWN)
         )
         await message.reply_text(html.escape(text), parse_mode=ParseMode.HTML)
         return
-    found = _Search(query, positions, now, matches)
-    search_id = _remember(context, found)
-    text, markup = await _page(context, r, search_id, found, 1)
+    found = _Search(_shown(query, QUERY_SHOWN), ranking.ids, ranking.more)
+    # A single page needs no buttons, so nothing to keep.
+    state_id = await _remember(context, r.chat_id, found) if _pages(found) > 1 else ""
+    text, markup = _page(context, r, state_id, found, 1, articles)
     await message.reply_text(
         text, parse_mode=ParseMode.HTML, reply_markup=markup, link_preview_options=_NO_PREVIEW
     )
@@ -87,12 +101,23 @@ async def turn_page(update: Update, context: Context) -> None:
     assert query is not None  # noqa: S101 - registered for callback queries
     r = await reader(update, context)
     _ = r.gettext
-    search_id, page = _parse(query.data or "")
-    found = _searches(context).get(search_id)
+    state_id, page = _parse(query.data or "")
+    services = context.services
+    found = None
+    async with services.db.sessions() as session:
+        if state_id:
+            data = await get_ui_state(
+                session, state_id, chat_id=r.chat_id, kind=_KIND, now=services.clock()
+            )
+            found = _Search.of(data) if data else None
+        if found is not None:
+            page = min(max(page, 1), _pages(found))
+            shown = found.ids[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+            articles = await list_found_articles(session, shown)
     if found is None:
         await query.answer(_("This search has expired: send /search again."))
         return
-    text, markup = await _page(context, r, search_id, found, page)
+    text, markup = _page(context, r, state_id, found, page, articles)
     try:
         await query.edit_message_text(
             text,
@@ -132,25 +157,22 @@ async def latest(update: Update, context: Context) -> None:
     )
 
 
-async def _page(
-    context: Context, r: Reader, search_id: int, found: _Search, page: int
+def _pages(found: _Search) -> int:
+    return max(1, math.ceil(len(found.ids) / PAGE_SIZE))
+
+
+def _page(
+    context: Context,
+    r: Reader,
+    state_id: str,
+    found: _Search,
+    page: int,
+    articles: Sequence[Article],
 ) -> tuple[str, InlineKeyboardMarkup | None]:
     """One page of results as Telegram HTML, with the buttons to the pages around it."""
     _, ngettext = r.gettext, r.ngettext
-    ranked = min(found.matches, SEARCH_WINDOW)
-    pages = max(1, math.ceil(ranked / PAGE_SIZE))
-    page = min(max(page, 1), pages)
-    services = context.services
-    async with services.db.sessions() as session:
-        hits = await search_articles(
-            session,
-            found.positions,
-            limit=PAGE_SIZE,
-            offset=(page - 1) * PAGE_SIZE,
-            now=found.now,
-        )
-    query = _shown(found.query, QUERY_SHOWN)
-    if found.matches > SEARCH_WINDOW:
+    ranked, pages = len(found.ids), _pages(found)
+    if found.more:
         header = ngettext(
             "The {count} newest result for “{query}”",
             "The {count} newest results for “{query}”",
@@ -158,10 +180,10 @@ async def _page(
         )
     else:
         header = ngettext("{count} result for “{query}”", "{count} results for “{query}”", ranked)
-    lines = [f"<b>{html.escape(header.format(count=ranked, query=query))}</b>"]
+    lines = [f"<b>{html.escape(header.format(count=ranked, query=found.query))}</b>"]
+    services = context.services
     now = services.clock()
-    for hit in hits:
-        article = hit.article
+    for article in articles:
         headline = read_headline(article.title, article.categories, services.markers).text
         source = article.feed.display_name if article.feed else ""
         lines += ["", *_item(r, headline, source, article.published_at, article.link, now)]
@@ -171,11 +193,11 @@ async def _page(
     if page > 1:
         # TRANSLATORS: a button that shows the previous page of search results.
         buttons.append(
-            InlineKeyboardButton(_("Previous"), callback_data=_data(search_id, page - 1))
+            InlineKeyboardButton(_("Previous"), callback_data=_data(state_id, page - 1))
         )
     if page < pages:
         # TRANSLATORS: a button that shows the next page of search results.
-        buttons.append(InlineKeyboardButton(_("Next"), callback_data=_data(search_id, page + 1)))
+        buttons.append(InlineKeyboardButton(_("Next"), callback_data=_data(state_id, page + 1)))
     return "\n".join(lines), InlineKeyboardMarkup([buttons]) if buttons else None
 
 
@@ -210,38 +232,34 @@ def _shown(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def _data(search_id: int, page: int) -> str:
-    return f"search:{search_id}:{page}"
+def _data(state_id: str, page: int) -> str:
+    return f"search:{state_id}:{page}"
 
 
-def _parse(data: str) -> tuple[int, int]:
-    """The search id and page of a button's data ("search:<id>:<page>"); id 0 is none."""
+def _parse(data: str) -> tuple[str, int]:
+    """The state id and page of a button's data ("search:<id>:<page>"); "" for none."""
     parts = data.split(":")
-    if len(parts) != 3 or not parts[1].isdecimal() or not parts[2].isdecimal():
-        return 0, 1
-    return int(parts[1]), int(parts[2])
+    if len(parts) != 3 or not parts[1] or not parts[2].isdecimal():
+        return "", 1
+    return parts[1], int(parts[2])
 
 
-def _searches(context: Context) -> OrderedDict[int, _Search]:
-    chat_data: dict[Any, Any] | None = context.chat_data
-    if chat_data is None:
-        return OrderedDict()
-    searches: OrderedDict[int, _Search] = chat_data.setdefault("searches", OrderedDict())
-    return searches
+async def _remember(context: Context, chat_id: int, found: _Search) -> str:
+    """Keep the search for its buttons, in the database (any process may get the press);
+    its id."""
+    now = context.services.clock()
 
+    async def keep(session: AsyncSession) -> str:
+        return await add_ui_state(
+            session,
+            chat_id=chat_id,
+            kind=_KIND,
+            data=found.data(),
+            now=now,
+            expires_at=now + KEPT_FOR,
+        )
 
-def _remember(context: Context, found: _Search) -> int:
-    """Keep the search for its buttons; its id, counting up within the chat."""
-    chat_data = context.chat_data
-    searches = _searches(context)
-    if chat_data is None:
-        return 0
-    search_id: int = chat_data.get("next_search", 1)
-    chat_data["next_search"] = search_id + 1
-    searches[search_id] = found
-    while len(searches) > KEPT_SEARCHES:
-        searches.popitem(last=False)
-    return search_id
+    return await context.services.writer.run(keep)
 
 
 __all__ = ["latest", "search", "turn_page"]

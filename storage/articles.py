@@ -84,12 +84,13 @@ async def upsert_articles(
             )
             result.corrected += 1
     if fresh:
-        statement = (
-            dialect_insert(session)(Article)
-            .on_conflict_do_nothing(index_elements=[Article.uid])
-            .returning(Article.id)
-        )
+        # No conflict target: a row whose uid or link_key another writer stored meanwhile (a
+        # process storing the same story from another feed) is skipped, and only the rows
+        # this insert won come back as new. On PostgreSQL a concurrent uncommitted insert of
+        # the same key makes this one wait for its outcome, so exactly one of them wins.
+        statement = dialect_insert(session)(Article).on_conflict_do_nothing().returning(Article.id)
         result.new_ids = list((await session.scalars(statement, fresh)).all())
+        result.seen += len(fresh) - len(result.new_ids)
     return result
 
 
@@ -166,6 +167,7 @@ def _row(item: ArticleData, feed_id: int, now: datetime) -> dict[str, Any]:
         "uid": item.uid,
         "feed_id": feed_id,
         "link": item.link,
+        "link_key": item.link_key,
         "title": item.title,
         "summary": item.summary,
         "title_terms": item.title_terms,

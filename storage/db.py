@@ -9,7 +9,6 @@ cut (a restart) is replaced instead of failing the next query.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import os
 import secrets
@@ -37,6 +36,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import NullPool
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 _IMMEDIATE = "newsbot_begin_immediate"
@@ -151,40 +151,50 @@ class Database:
         return set(current) != set(ScriptDirectory.from_config(alembic_config()).get_heads())
 
     @asynccontextmanager
-    async def exclusive(self, name: str, *, retry: float = 2.0) -> AsyncIterator[None]:
-        """Hold a lock named ``name`` across processes while inside, waiting for it first.
+    async def exclusive(
+        self, name: str, *, retry: float = 1.0, check: float = 1.0
+    ) -> AsyncIterator[None]:
+        """Hold a lock named ``name`` across processes while inside, trying for it every
+        ``retry`` seconds first.
 
-        On PostgreSQL a session advisory lock (released if the process dies). Its connection
-        is checked every ``retry`` seconds: if it was cut (the lock went with it) the block
-        is cancelled and :class:`LockLost` raised. On SQLite a no-op, as one process serves
-        a SQLite database.
+        On PostgreSQL a session advisory lock (released if the process dies) on a connection
+        of its own, outside the pool, so that neither a pre-ping nor a recycle can swap it.
+        The block is cancelled and :class:`LockLost` raised as soon as that connection ends
+        (asyncpg tells at once when the server closes it), or when it fails to answer a check
+        within ``check`` seconds (checked every ``check`` seconds): the lock went with it, or
+        may have. On SQLite a no-op, as one process serves a SQLite database.
         """
         if self.is_sqlite:
             yield
             return
-        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        key = lock_key(name)
         holder = asyncio.current_task()
         assert holder is not None  # noqa: S101 - an async context manager runs in a task
-        async with self.engine.connect() as connection:
-            locked = text("SELECT pg_try_advisory_lock(:key)")
-            while not await connection.scalar(locked, {"key": key}):
-                await connection.rollback()  # no transaction left open while we wait
-                await asyncio.sleep(retry)
-            backend = await connection.scalar(text("SELECT pg_backend_pid()"))
-            await connection.commit()
-            lost, done = asyncio.Event(), asyncio.Event()
-            guard = asyncio.create_task(_guard(connection, backend, retry, holder, lost, done))
-            try:
-                yield
-            except asyncio.CancelledError:
-                # Cancelled by the guard (and by nobody else): say why, as asyncio.timeout does.
-                if lost.is_set() and holder.uncancel() == 0:
-                    raise LockLost(f"lost the lock {name!r}: its connection was cut") from None
-                raise
-            finally:
-                done.set()  # not cancelled: a query cut short would leave the connection unusable
-                await guard
-                await _unlock(connection, key, lost.is_set())
+        dedicated = create_async_engine(self.url, poolclass=NullPool)
+        try:
+            async with dedicated.connect() as connection:
+                locked = text("SELECT pg_try_advisory_lock(:key)")
+                while not await connection.scalar(locked, {"key": key}):
+                    await connection.rollback()  # no transaction left open while we wait
+                    await asyncio.sleep(retry)
+                await connection.commit()
+                lost, done = asyncio.Event(), asyncio.Event()
+                raw = (await connection.get_raw_connection()).driver_connection
+                guard = asyncio.create_task(_guard(connection, raw, check, lost, done))
+                guard.add_done_callback(lambda _: holder.cancel() if lost.is_set() else None)
+                try:
+                    yield
+                except asyncio.CancelledError:
+                    # Cancelled by the guard (and nobody else): say why, as asyncio.timeout does.
+                    if lost.is_set() and holder.uncancel() == 0:
+                        raise LockLost(f"lost the lock {name!r}: its connection was cut") from None
+                    raise
+                finally:
+                    done.set()  # not cancelled: a query cut short leaves the connection unusable
+                    await guard
+                    await _unlock(connection, key, lost.is_set())
+        finally:
+            await dedicated.dispose()
 
     async def dispose(self) -> None:
         """Close every pooled connection."""
@@ -282,30 +292,42 @@ def _upgrade(connection: Connection) -> SchemaChange:
     return SchemaChange(before=before, after=after, reindex=reindex)
 
 
+def lock_key(name: str) -> int:
+    """The advisory lock key (a signed 64-bit integer) of the lock named ``name``."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
 async def _guard(
     connection: AsyncConnection,
-    backend: object,
+    raw: Any,
     every: float,
-    holder: asyncio.Task[Any],
     lost: asyncio.Event,
     done: asyncio.Event,
 ) -> None:
-    """Cancel ``holder`` once the lock's connection is no longer the session that took it;
-    return when ``done`` is set."""
-    while True:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(done.wait(), every)
+    """Set ``lost`` once the lock's connection ends or stops answering; return then, or
+    when ``done`` is set."""
+    ended = asyncio.Event()
+    raw.add_termination_listener(lambda _connection: ended.set())
+    while not done.is_set():
+        waiting = [asyncio.ensure_future(done.wait()), asyncio.ensure_future(ended.wait())]
+        _, pending = await asyncio.wait(
+            waiting, timeout=every, return_when=asyncio.FIRST_COMPLETED
+        )
+        for task in pending:
+            task.cancel()
         if done.is_set():
             return
-        try:
-            # A cut connection fails, or (SQLAlchemy reconnecting) is another session.
-            same = await connection.scalar(text("SELECT pg_backend_pid()")) == backend
-            await connection.rollback()
-        except Exception:
-            same = False
-        if not same:
+        alive = not ended.is_set() and not raw.is_closed()
+        if alive:
+            try:
+                # A partition answers nothing: a check that takes longer counts as a loss.
+                async with asyncio.timeout(every):
+                    await connection.scalar(text("SELECT 1"))
+                    await connection.rollback()
+            except Exception:
+                alive = False
+        if not alive:
             lost.set()
-            holder.cancel()
             return
 
 

@@ -13,9 +13,10 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, text, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.db import lock_key
 from storage.models import Alert, Article, Chat, Delivery
 
 PENDING, CLAIMED, SENDING, SENT, FAILED, DROPPED, UNKNOWN = (
@@ -43,8 +44,17 @@ class Claimed:
     quiet_to: int | None = None
 
 
-async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[Claimed]:
-    """Take up to ``limit`` due deliveries, oldest first, marking them as claimed."""
+def liveness_lock(holder: str) -> str:
+    """The name of the lock (:meth:`storage.db.Database.exclusive`) a sender holds while it
+    may have rows in flight: while it is held, recovery leaves that holder's rows alone."""
+    return f"newsbot-holder-{holder}"
+
+
+async def claim_due(
+    session: AsyncSession, now: datetime, limit: int, holder: str | None = None
+) -> list[Claimed]:
+    """Take up to ``limit`` due deliveries, oldest first, marking them as claimed by
+    ``holder`` (the sending process's identity)."""
     query = (
         select(
             Delivery.id,
@@ -68,15 +78,25 @@ async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[Cl
     if not rows:
         return []
     ids = [row.id for row in rows]
-    await session.execute(update(Delivery).where(Delivery.id.in_(ids)).values(state=CLAIMED))
+    await session.execute(
+        update(Delivery).where(Delivery.id.in_(ids)).values(state=CLAIMED, claimed_by=holder)
+    )
     return [Claimed(*row) for row in rows]
 
 
-async def mark_sending(session: AsyncSession, delivery_ids: Collection[int]) -> None:
-    """These requests are about to leave: from now on each may reach Telegram."""
-    await session.execute(
-        update(Delivery).where(Delivery.id.in_(delivery_ids)).values(state=SENDING)
+async def mark_sending(
+    session: AsyncSession, delivery_ids: Collection[int], holder: str | None = None
+) -> set[int]:
+    """These requests are about to leave: from now on each may reach Telegram. Only rows
+    still claimed by ``holder`` are marked, and only those may be sent (the ids returned):
+    a row that recovery took back meanwhile belongs to another sender now."""
+    fence = [Delivery.id.in_(delivery_ids), Delivery.state == CLAIMED]
+    if holder is not None:
+        fence.append(Delivery.claimed_by == holder)
+    result = await session.execute(
+        update(Delivery).where(*fence).values(state=SENDING).returning(Delivery.id)
     )
+    return set(result.scalars())
 
 
 async def mark_sent(session: AsyncSession, delivery_ids: Collection[int], now: datetime) -> None:
@@ -110,11 +130,16 @@ async def retry_later(
     error: str | None = None,
     *,
     attempted: bool = True,
+    holder: str | None = None,
 ) -> None:
-    """Put a claimed delivery back in the queue, due at ``due_at``."""
+    """Put a claimed delivery back in the queue, due at ``due_at`` (with ``holder``, only if
+    that sender still holds it: another may have taken it back and be sending it)."""
+    fence = [Delivery.id == delivery_id]
+    if holder is not None:
+        fence += [Delivery.claimed_by == holder, Delivery.state.in_((CLAIMED, SENDING))]
     await session.execute(
         update(Delivery)
-        .where(Delivery.id == delivery_id)
+        .where(*fence)
         .values(
             state=PENDING,
             due_at=due_at,
@@ -134,17 +159,55 @@ async def deactivate_chat(session: AsyncSession, chat_id: int, reason: str) -> N
     )
 
 
-async def recover_in_flight(session: AsyncSession) -> int:
-    """After a crash: requests that were in flight may have reached Telegram, so they are
-    recorded as unknown instead of being sent again; rows claimed but never begun go back
-    to the queue. Returns how many were in flight."""
-    await session.execute(update(Delivery).where(Delivery.state == CLAIMED).values(state=PENDING))
+async def recover_in_flight(session: AsyncSession, holder: str | None = None) -> int:
+    """When a sender starts: requests that were in flight when a sender stopped may have
+    reached Telegram, so they are recorded as unknown instead of being sent again; rows
+    claimed but never begun go back to the queue. Returns how many were in flight.
+
+    On PostgreSQL (several processes) only the rows of senders that are gone are taken:
+    those of ``holder`` (this sender: its last run ended), of no holder, and of holders
+    whose :func:`liveness_lock` nobody holds. A live sender's rows are never touched.
+    """
+    gone = await _gone_holders(session, holder)
+    mine: ColumnElement[bool] = true()  # SQLite: one process, every row is this one's
+    if gone is not None:
+        mine = or_(Delivery.claimed_by.is_(None), Delivery.claimed_by.in_(gone))
+    await session.execute(
+        update(Delivery).where(Delivery.state == CLAIMED, mine).values(state=PENDING)
+    )
     result = await session.execute(
         update(Delivery)
-        .where(Delivery.state == SENDING)
+        .where(Delivery.state == SENDING, mine)
         .values(state=UNKNOWN, error="in flight when the sender stopped")
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+_HELD = text(
+    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
+    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    " AND objsubid = 1 AND classid = CAST(:high AS oid) AND objid = CAST(:low AS oid))"
+)
+
+
+async def _gone_holders(session: AsyncSession, holder: str | None) -> list[str] | None:
+    """The holders of rows in flight whose sender is gone (None on SQLite: all are)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return None
+    holders = await session.scalars(
+        select(Delivery.claimed_by)
+        .where(Delivery.state.in_((CLAIMED, SENDING)), Delivery.claimed_by.is_not(None))
+        .distinct()
+    )
+    gone: list[str] = []
+    for each in holders:
+        if each is None:
+            continue
+        key = lock_key(liveness_lock(each)) & 0xFFFFFFFFFFFFFFFF
+        alive = await session.scalar(_HELD, {"high": key >> 32, "low": key & 0xFFFFFFFF})
+        if each == holder or not alive:
+            gone.append(each)
+    return gone
 
 
 async def drop_stale(session: AsyncSession, created_before: datetime) -> int:
@@ -267,6 +330,7 @@ __all__: Sequence[str] = [
     "drop_stale",
     "finish",
     "list_in_doubt",
+    "liveness_lock",
     "mark_sending",
     "mark_sent",
     "recover_in_flight",

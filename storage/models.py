@@ -208,6 +208,16 @@ class Alert(Base):
     # The keys of the followed topics it matched (shown as hashtags).
     topics: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    # Who it goes to, for the fan-out that writes its deliveries after it is stored: the
+    # followers of these topics, with ``to_all_breaking`` the chats taking every breaking
+    # story too, or with ``to_everyone`` every chat that receives alerts.
+    to_topic_ids: Mapped[list[int]] = mapped_column(JSON, default=list, server_default="[]")
+    to_all_breaking: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    to_everyone: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # How far the fan-out got: deliveries are written for its chats up to this id (None:
+    # none yet), in chat id order; ``fanned_out_at`` is set once they all are.
+    fanout_cursor: Mapped[int | None] = mapped_column(BigInteger)
+    fanned_out_at: Mapped[datetime | None] = mapped_column(index=True)
 
 
 class Draft(Base):

@@ -119,7 +119,49 @@ async def search_articles(
     ``positions`` come from the text engine's ``query_terms``; the page is stable for a
     given ``now`` (ties go to the higher id).
     """
-    return await _search_index(session, positions, limit=limit, offset=offset, now=now)
+    if limit < 0 or offset < 0:
+        raise ValueError("limit and offset must not be negative")
+    ranked = (await _rank(session, positions, now=now, window=SEARCH_WINDOW))[offset:][:limit]
+    articles = {
+        article.id: article
+        for article in await list_found_articles(session, [id_ for id_, _ in ranked])
+    }
+    return [SearchHit(articles[id_], score) for id_, score in ranked if id_ in articles]
+
+
+@dataclass(frozen=True, slots=True)
+class Ranking:
+    """A search's ranked matches: the ids of the newest SEARCH_WINDOW, best first, and
+    whether older matches exist beyond them."""
+
+    ids: tuple[int, ...]
+    more: bool
+
+
+async def rank_matches(
+    session: AsyncSession, positions: Sequence[Sequence[str]], *, now: datetime
+) -> Ranking:
+    """Every page of a search at once, as article ids (best first), and whether more matched
+    than are ranked: one ranking query (PostgreSQL also gathers the window first), where
+    counting the matches apart would search a second time."""
+    # One match past the window says there are more; dropping that oldest one leaves the
+    # window's own order (an article's score does not depend on the others).
+    ranked = await _rank(session, positions, now=now, window=SEARCH_WINDOW + 1)
+    more = len(ranked) > SEARCH_WINDOW
+    oldest = min((id_ for id_, _ in ranked), default=0) if more else 0
+    return Ranking(tuple(id_ for id_, _ in ranked if id_ != oldest), more)
+
+
+async def list_found_articles(session: AsyncSession, ids: Sequence[int]) -> list[Article]:
+    """These articles with their feeds, in the order given (those deleted since are left
+    out)."""
+    if not ids:
+        return []
+    found = await session.scalars(
+        select(Article).options(joinedload(Article.feed)).where(Article.id.in_(ids))
+    )
+    by_id = {article.id: article for article in found}
+    return [by_id[id_] for id_ in ids if id_ in by_id]
 
 
 async def count_matches(
@@ -141,34 +183,30 @@ async def count_matches(
     return int(count or 0)
 
 
-async def _search_index(
+async def _rank(
     session: AsyncSession,
     positions: Sequence[Sequence[str]] | Iterable[str],
     *,
-    limit: int,
-    offset: int,
     now: datetime,
-) -> Sequence[SearchHit]:
+    window: int,
+) -> list[tuple[int, float]]:
+    """The ids and scores of the newest ``window`` matches, best first."""
     if now.tzinfo is None:
         raise ValueError("naive datetime given as now; use aware UTC")
-    if limit < 0 or offset < 0:
-        raise ValueError("limit and offset must not be negative")
     query = _Query.of(positions)
-    if query is None or limit == 0 or offset >= SEARCH_WINDOW:
+    if query is None:
         return []
     if _is_postgresql(session):
         query = await _pg_known(session, query)
         if query is None:
             return []
-        window = await _pg_window(session, query)
-        if not window:
+        ids = await _pg_window(session, query, window)
+        if not ids:
             return []
-        statement = _pg_ranked(query, window, now)
+        statement = _pg_ranked(query, ids, now)
     else:
-        statement = _sqlite_ranked(query, now)
-    statement = statement.options(joinedload(Article.feed)).limit(limit).offset(offset)
-    rows = await session.execute(statement)
-    return [SearchHit(article, float(score)) for article, score in rows]
+        statement = _sqlite_ranked(query, now, window)
+    return [(id_, float(score)) for id_, score in await session.execute(statement)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,7 +279,7 @@ def _fts_matches(query: _Query) -> ColumnElement[bool]:
     return _FTS_TABLE.bool_op("MATCH")(bindparam("fts_query", query.fts5(), type_=Text))
 
 
-def _sqlite_ranked(query: _Query, now: datetime) -> Select[Article, float]:
+def _sqlite_ranked(query: _Query, now: datetime, window: int) -> Select[int, float]:
     # bm25() is only callable in the MATCH query itself; FTS5 walks the doclist newest rowid
     # first and stops at the window, computing bm25 only for those rows.
     bm25 = func.bm25(_FTS_TABLE, TITLE_WEIGHT, SUMMARY_WEIGHT, type_=Float)
@@ -249,7 +287,7 @@ def _sqlite_ranked(query: _Query, now: datetime) -> Select[Article, float]:
         select(_FTS.c.rowid.label("id"), (-bm25).label("relevance"))
         .where(_fts_matches(query))
         .order_by(_FTS.c.rowid.desc())
-        .limit(SEARCH_WINDOW)
+        .limit(window)
         .subquery("hits")
     )
     # SQLite stores the naive UTC datetime as text; julianday() reads it in days.
@@ -259,7 +297,7 @@ def _sqlite_ranked(query: _Query, now: datetime) -> Select[Article, float]:
     )
     score = type_coerce(hits.c.relevance / (1.0 + age_days / RECENCY_DAYS), _SCORE).label("score")
     return (
-        select(Article, score)
+        select(Article.id, score)
         .join(hits, hits.c.id == Article.id)
         .order_by(score.desc(), Article.id.desc())
     )
@@ -324,8 +362,8 @@ async def _pg_known(session: AsyncSession, query: _Query) -> _Query | None:
     return None if not all(kept) else _Query(kept)
 
 
-async def _pg_window(session: AsyncSession, query: _Query) -> list[int]:
-    """The ids of the newest SEARCH_WINDOW matches, newest first, at a bounded cost.
+async def _pg_window(session: AsyncSession, query: _Query, size: int) -> list[int]:
+    """The ids of the newest ``size`` matches, newest first, at a bounded cost.
 
     Left to itself the planner does badly here (measured at 200,000 articles): it walks the
     primary key backwards until enough rows match whenever it thinks matches are frequent,
@@ -340,8 +378,8 @@ async def _pg_window(session: AsyncSession, query: _Query) -> list[int]:
         select(select(func.max(_PG_ARTICLES.c.id)).scalar_subquery(), _pg_set(_PG_CUSTOM))
     )
     window: list[int] = []
-    high, span = newest or 0, 2 * SEARCH_WINDOW
-    while high > 0 and len(window) < SEARCH_WINDOW:
+    high, span = newest or 0, 2 * size
+    while high > 0 and len(window) < size:
         low = max(0, high - span)
         # The last slice reaches the oldest article: there a primary-key bitmap (0.13 us an
         # id) would only exclude the few newer matches, so the range is left unindexable.
@@ -350,17 +388,17 @@ async def _pg_window(session: AsyncSession, query: _Query) -> list[int]:
             select(_PG_ARTICLES.c.id)
             .where(_pg_matches(query), ids > low, ids <= high)
             .order_by(_PG_ARTICLES.c.id.desc())
-            .limit(SEARCH_WINDOW - len(window))
+            .limit(size - len(window))
         )
         before = len(window)
         window.extend(found)
-        if high == newest and len(window) < SEARCH_WINDOW and low > 0:
+        if high == newest and len(window) < size and low > 0:
             await session.execute(select(_pg_set(_PG_BITMAPS_ONLY)))
         # Half as much again as the density so far says is missing (each matching row read
         # costs about as much as scanning the GIN entries again for one more slice); eight
         # times the span after a slice without a match (words come in bursts: a weekday, an
         # event), so a gap costs a few slices, not one per span.
-        missing, seen = SEARCH_WINDOW - len(window), (newest or 0) - low
+        missing, seen = size - len(window), (newest or 0) - low
         span = 3 * missing * seen // (2 * len(window)) + 1 if len(window) > before else 8 * span
         high = low
     await _pg_reset_planner(session)
@@ -393,14 +431,14 @@ async def _pg_reset_planner(session: AsyncSession) -> None:
     )
 
 
-def _pg_ranked(query: _Query, window: list[int], now: datetime) -> Select[Article, float]:
+def _pg_ranked(query: _Query, window: list[int], now: datetime) -> Select[int, float]:
     age_seconds = extract(
         "epoch", bindparam("now", now, type_=Article.published_at.type) - Article.published_at
     )
     age_days = func.greatest(0.0, age_seconds / 86_400.0)
     score = type_coerce(_pg_relevance(query) / (1.0 + age_days / RECENCY_DAYS), _SCORE)
     return (
-        select(Article, score.label("score"))
+        select(Article.id, score.label("score"))
         .where(Article.id == any_(bindparam("window", window, postgresql.ARRAY(Integer))))
         .order_by(score.desc(), Article.id.desc())
     )

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import bindparam, delete, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.alerts import Audience, audience_filter
 from storage.db import DIALECT_INSERTS, dialect_insert
 from storage.models import Chat, Subscription, Topic, utcnow
 
@@ -189,25 +190,12 @@ async def list_followers(
     session: AsyncSession, topic_ids: Collection[int], now: datetime, *, all_breaking: bool = True
 ) -> list[int]:
     """Active, unmuted chats following any of the topics (each once), and with
-    ``all_breaking`` the chats that take every breaking story."""
-    wanted = []
-    if topic_ids:
-        followers = select(Subscription.chat_id).where(Subscription.topic_id.in_(topic_ids))
-        wanted.append(Chat.id.in_(followers))
-    if all_breaking:
-        wanted.append(Chat.all_breaking.is_(True))
-    if not wanted:
-        return []
-    receiving = Chat.active.is_(True) & or_(Chat.muted_until.is_(None), Chat.muted_until <= now)
-    return list((await session.scalars(select(Chat.id).where(receiving, or_(*wanted)))).all())
-
-
-async def list_receiving_chats(session: AsyncSession, now: datetime) -> list[int]:
-    """Every active, unmuted chat (an editor's alert to everyone)."""
-    query = select(Chat.id).where(
-        Chat.active.is_(True), or_(Chat.muted_until.is_(None), Chat.muted_until <= now)
+    ``all_breaking`` the chats that take every breaking story: an alert's audience, by the
+    rule its fan-out follows."""
+    audience = Audience(tuple(topic_ids), all_breaking=all_breaking)
+    return list(
+        (await session.scalars(select(Chat.id).where(audience_filter(audience, now)))).all()
     )
-    return list((await session.scalars(query)).all())
 
 
 async def top_topics(session: AsyncSession, limit: int = 10) -> list[TopicCount]:
@@ -239,7 +227,6 @@ __all__ = [
     "list_chat_topics",
     "list_followed_topic_ids",
     "list_followers",
-    "list_receiving_chats",
     "list_topics",
     "remove_subscription",
     "remove_subscriptions",

@@ -127,3 +127,14 @@ async def newsbot(
     (``db`` empties PostgreSQL after the test)."""
     async with running_bot(database_url, fake_api) as running:
         yield running
+
+
+@pytest.fixture
+async def pg_db(postgres_url: str) -> AsyncIterator[Database]:
+    """The run's PostgreSQL database, emptied after the test."""
+    database = Database(postgres_url)
+    yield database
+    tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
+    async with database.engine.begin() as connection:
+        await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    await database.dispose()

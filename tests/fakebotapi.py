@@ -248,8 +248,10 @@ class _RateLimiter:
         per_chat_per_second: int | None,
         per_group_per_minute: int | None,
         retry_after: int | None,
+        paid_per_second: int | None = 1000,
     ) -> None:
         self.per_second = per_second
+        self.paid_per_second = paid_per_second
         self.per_chat_per_second = per_chat_per_second
         self.per_group_per_minute = per_group_per_minute
         self.retry_after = retry_after
@@ -257,11 +259,14 @@ class _RateLimiter:
         self._chat: dict[int, deque[float]] = {}
         self._group: dict[int, deque[float]] = {}
 
-    def check(self, chat: _Chat, now: float) -> tuple[Literal["global", "chat", "group"], int]:
-        """The scope and retry_after of the first limit this send would exceed (0: none)."""
+    def check(
+        self, chat: _Chat, now: float, *, paid: bool = False
+    ) -> tuple[Literal["global", "chat", "group"], int]:
+        """The scope and retry_after of the first limit this send would exceed (0: none); a
+        paid broadcast (allow_paid_broadcast) has the paid overall limit, not the free one."""
         checks: list[tuple[Literal["global", "chat", "group"], deque[float], int | None, float]]
         checks = [
-            ("global", self._global, self.per_second, 1.0),
+            ("global", self._global, self.paid_per_second if paid else self.per_second, 1.0),
             ("chat", self._chat.setdefault(chat.id, deque()), self.per_chat_per_second, 1.0),
         ]
         if chat.type in ("group", "supergroup"):
@@ -747,6 +752,9 @@ class FakeBotAPI:
         self._allowed_updates: frozenset[str] | None = None
         self._poller: object | None = None
         self.polls_waiting = 0  # getUpdates requests being answered right now
+        # getUpdates answered 409 Conflict: another poller or a webhook (several processes
+        # that all poll make a storm of these).
+        self.poll_conflicts = 0
 
         # Failure switches.
         self._limiter: _RateLimiter | None = None
@@ -873,14 +881,17 @@ class FakeBotAPI:
         per_group_per_minute: int | None = 20,
         *,
         retry_after: int | None = None,
+        paid_per_second: int | None = 1000,
     ) -> None:
         """Answer sendMessage beyond these sliding windows with 429 and retry_after.
 
         Windows count accepted sends as they arrive; None turns a window off. retry_after is
-        the time until the window has room (at least 1 s), unless given.
+        the time until the window has room (at least 1 s), unless given. A send with
+        allow_paid_broadcast counts against ``paid_per_second`` overall instead of
+        ``per_second``, as Telegram's paid broadcasts do; per-chat limits hold for all.
         """
         self._limiter = _RateLimiter(
-            per_second, per_chat_per_second, per_group_per_minute, retry_after
+            per_second, per_chat_per_second, per_group_per_minute, retry_after, paid_per_second
         )
 
     def no_rate_limit(self) -> None:
@@ -1119,6 +1130,13 @@ class FakeBotAPI:
         """Updates queued and not yet confirmed by a getUpdates offset."""
         return len(self._updates)
 
+    def take_updates(self) -> list[JSON]:
+        """Remove the queued updates and return them, oldest first: for a test that posts
+        them to a bot's webhook itself, as Telegram would."""
+        updates = list(self._updates)
+        self._updates.clear()
+        return updates
+
     # -- reading back what the bot did ---------------------------------------------------
 
     def messages_to(self, chat_id: int) -> list[SentMessage]:
@@ -1309,6 +1327,14 @@ class FakeBotAPI:
         }
 
     async def _get_updates(self, params: JSON) -> list[JSON]:
+        try:
+            return await self._poll_updates(params)
+        except ApiError as exc:
+            if exc.status == 409:
+                self.poll_conflicts += 1
+            raise
+
+    async def _poll_updates(self, params: JSON) -> list[JSON]:
         if self.webhook is not None:
             raise ApiError(
                 409,
@@ -1455,7 +1481,8 @@ class FakeBotAPI:
                 raise _bad("message to be replied not found")
         now = time.monotonic()
         if self._limiter is not None:
-            scope, retry_after = self._limiter.check(chat, now)
+            paid = _flag(params, "allow_paid_broadcast")
+            scope, retry_after = self._limiter.check(chat, now, paid=paid)
             if retry_after:
                 self.too_many.append(TooMany(now, "sendMessage", chat.id, retry_after, scope))
                 raise ApiError(

@@ -38,8 +38,12 @@ class AlertDelivery:
         markers: Sequence[str],
         catalog: Catalog,
         clock: Callable[[], datetime] = utcnow,
+        paid: bool = False,
     ) -> None:
+        """``paid``: send as paid broadcasts (``allow_paid_broadcast``), which Telegram
+        lets through at up to 1,000 a second, for Stars."""
         self._bot = bot
+        self._paid = paid
         self._db = db
         self._zone = zone
         self._markers = markers
@@ -63,6 +67,7 @@ class AlertDelivery:
             parse_mode=ParseMode.HTML,
             disable_notification=silent,
             link_preview_options=_NO_PREVIEW,
+            allow_paid_broadcast=self._paid or None,
         )
 
     async def text(self, alert_id: int, language: str, chat_id: int | None = None) -> str | None:

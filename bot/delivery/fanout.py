@@ -1,5 +1,6 @@
 """From stored article to outbox: which followed topics a breaking story matches, and
-one delivery per following chat, written in the transaction that stored the article.
+one delivery per following chat, written by the database (``INSERT … SELECT``): the first
+ones with the article, the rest in chunks of their own right after (:class:`Fanout`).
 
 :class:`Topics` keeps the matcher to the topics that have followers: rebuilt from storage
 at start, updated on every follow and unfollow, and brought in step with storage before
@@ -10,6 +11,8 @@ nobody follows are deleted once that day is over.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -18,7 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.text.matcher import Matcher
 from bot.text.topics import PHRASE_PREFIX, Catalog, ResolvedTopic, from_key, load_catalog
-from storage.alerts import create_alert, list_alertable
+from storage.alerts import Audience, add_alert, fan_out, list_alertable, list_fanning_out
+from storage.db import Database
 from storage.models import Topic, utcnow
 from storage.subscriptions import (
     add_subscription,
@@ -26,7 +30,6 @@ from storage.subscriptions import (
     get_topic_id,
     has_followers,
     list_followed_topic_ids,
-    list_followers,
     list_topics,
     remove_subscription,
     remove_unused_topics,
@@ -42,6 +45,21 @@ NEW_PHRASES_PER_DAY = 30
 QUOTA_PERIOD = timedelta(days=1)
 # How often a process deletes the topics nobody follows (when it follows or unfollows).
 SWEEP_EVERY = timedelta(hours=1)
+# Deliveries written with the alert, in the transaction that stored its article: enough for
+# most stories' whole audience, and for the first messages of any to leave at once, yet
+# few enough to keep that transaction (other feeds' articles share it) short.
+INLINE_DELIVERIES = 1_000
+# Deliveries written per transaction after that (benchmarks/fanout_million.py): PostgreSQL
+# writes 50,000 in one to two seconds while every other writer goes on; SQLite has one
+# writer at a time, so its chunks are smaller, each a short pause for the others.
+CHUNK = 50_000
+SQLITE_CHUNK = 5_000
+# A fan-out pass that failed (the database down) is tried again after this, doubling.
+RETRY_FIRST = 0.5
+RETRY_MOST = 10.0
+
+# Hears how a fan-out pass went: None when it worked, else what failed.
+Report = Callable[[BaseException | None], None]
 
 
 class TooManyNewTopics(Exception):
@@ -172,19 +190,40 @@ class Topics:
 
 
 class Fanout:
-    """Turns newly stored breaking articles into alerts for the chats that follow them."""
+    """Turns newly stored breaking articles into alerts for the chats that follow them.
 
-    def __init__(self, topics: Topics, *, on_alert: Callable[[], None] | None = None) -> None:
+    The alert, with who it goes to, is stored in the transaction that stored its article
+    (nothing is lost), with the deliveries of its first ``inline`` chats: a small audience is
+    done there, and the first messages of any leave as soon as it commits. The rest is
+    written by :meth:`run` (every process runs it; they take turns), in chunks of ``chunk``
+    chats each committed on its own, so no transaction grows with the audience and the
+    ingestion of other feeds never waits for it. The sender is woken after each chunk.
+    """
+
+    def __init__(
+        self,
+        topics: Topics,
+        *,
+        on_alert: Callable[[], None] | None = None,
+        inline: int = INLINE_DELIVERIES,
+        chunk: int | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
         self._topics = topics
         self._on_alert = on_alert
+        self._inline = inline
+        self._chunk = chunk
+        self._clock = clock
+        self._wake = asyncio.Event()
 
     async def alert_articles(
         self, session: AsyncSession, article_ids: Sequence[int], now: datetime
     ) -> int:
-        """Alert the followers of every new breaking, alertable article; deliveries made.
+        """Alert the followers of every new breaking, alertable article; deliveries made
+        here (the rest are left to :meth:`run`).
 
-        Runs inside the transaction that stored the articles: the article, its alert and
-        every delivery row commit together or not at all.
+        Runs inside the transaction that stored the articles: the article and its alert
+        commit together or not at all.
         """
         made = 0
         articles = await list_alertable(session, article_ids)
@@ -193,19 +232,74 @@ class Fanout:
             await self._topics.load(session)
         for article in articles:
             ids = self._topics.match_ids(article.title, article.summary)
-            # Recorded even without followers: /latest lists every breaking story.
-            chats = await list_followers(session, ids, now)
             keys = [key for key in map(self._topics.key_of, sorted(ids)) if key]
-            _alert_id, count = await create_alert(
-                session, chats, now, article_id=article.id, topics=keys
+            # Recorded even without followers: /latest lists every breaking story.
+            alert_id = await add_alert(
+                session,
+                Audience(tuple(ids), all_breaking=True),
+                now,
+                article_id=article.id,
+                topics=keys,
             )
-            made += count
+            step = await fan_out(session, alert_id, now, self._inline)
+            made += step.made if step else 0
         return made
 
     def committed(self) -> None:
-        """The alerts written are committed: the sender may look now."""
+        """The alerts written are committed: the sender may look now, and the fan-out go
+        on with what was left."""
+        self.wake()
+
+    def wake(self) -> None:
+        """Alerts were stored: send what is written, and write the rest."""
+        self._wake.set()
         if self._on_alert is not None:
             self._on_alert()
 
+    async def run(self, db: Database, *, idle: float = 1.0, report: Report | None = None) -> None:
+        """Write the deliveries of every alert left unfinished, here or by another process
+        (or one that died), until cancelled: when woken, and every ``idle`` seconds.
 
-__all__ = ["NEW_PHRASES_PER_DAY", "Fanout", "TooManyNewTopics", "Topics"]
+        ``report`` hears how each pass went (None when it worked, else the error); a pass
+        that failed is tried again after a growing pause.
+        """
+        failures = 0
+        while True:
+            self._wake.clear()
+            try:
+                await self.expand(db)
+            except Exception as exc:
+                failures += 1
+                if report is None:
+                    raise
+                report(exc)
+                await asyncio.sleep(min(RETRY_FIRST * 2.0 ** min(failures - 1, 10), RETRY_MOST))
+                continue
+            if report is not None:
+                report(None)
+            failures = 0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), idle)
+
+    async def expand(self, db: Database) -> int:
+        """Write the deliveries left to write, alert by alert, oldest first, one chunk per
+        transaction; how many. An alert another process is writing now is left to it."""
+        async with db.sessions() as session:
+            pending = await list_fanning_out(session)
+        chunk = self._chunk or (SQLITE_CHUNK if db.is_sqlite else CHUNK)
+        made = 0
+        for alert_id in pending:
+            while True:
+                async with db.transaction() as session:
+                    step = await fan_out(session, alert_id, self._clock(), chunk)
+                if step is None:
+                    break
+                made += step.made
+                if step.made and self._on_alert is not None:
+                    self._on_alert()
+                if step.done:
+                    break
+        return made
+
+
+__all__ = ["NEW_PHRASES_PER_DAY", "Fanout", "Report", "TooManyNewTopics", "Topics"]

@@ -38,7 +38,7 @@ from telegram.error import (
 from bot.delivery.pacing import Pacer, Pacing
 from storage import deliveries
 from storage.chats import migrate_chat
-from storage.db import Database, GroupWriter, is_transient
+from storage.db import Database, GroupWriter, is_transient, process_holder
 from storage.deliveries import Claimed
 from storage.models import utcnow
 
@@ -85,8 +85,11 @@ class Sender:
         stale_after: timedelta = timedelta(hours=2),
         clock: Callable[[], datetime] = utcnow,
         probe: Callable[[], Awaitable[object]] | None = None,
+        holder: str | None = None,
     ) -> None:
+        """``holder``: who this sender is in the claims it writes (default: this process)."""
         self._db = db
+        self.holder = holder or process_holder()
         self._deliver = deliver
         self._pacer = Pacer(pacing, probe=None if probe is None else partial(_answers, probe))
         self._concurrency = concurrency
@@ -95,7 +98,7 @@ class Sender:
         self._writer = db.group_writer()
         # At a thousand messages a second one statement per row is most of the CPU: rows
         # leaving and rows sent are recorded together, one UPDATE per commit.
-        self._leaving = _Batch(self._writer, deliveries.mark_sending)
+        self._leaving = _Batch(self._writer, partial(deliveries.mark_sending, holder=self.holder))
         self._sent = _Batch(self._writer, partial(_mark_sent, clock=clock))
         # Outcomes known but not yet recorded (the database failed): recorded before more
         # rows are claimed. Kept in memory: a crash leaves their rows to recover().
@@ -121,9 +124,10 @@ class Sender:
         self._wake.set()
 
     async def recover(self) -> int:
-        """At start: rows in flight when the last process died become ``unknown``."""
+        """At start (and at the end): rows in flight when a sender that is gone stopped, this
+        one's last run included, become ``unknown``; rows it had claimed go back."""
         async with self._db.transaction() as session:
-            return await deliveries.recover_in_flight(session)
+            return await deliveries.recover_in_flight(session, self.holder)
 
     async def run(self, *, idle: float = 0.5, report: Report | None = None) -> None:
         """Send until stopped (or cancelled), looking for due rows every ``idle`` seconds.
@@ -154,7 +158,13 @@ class Sender:
         finally:
             with contextlib.suppress(Exception):  # a last chance; else recover() decides
                 await self._record_unrecorded()
+            await self._leaving.aclose()
+            await self._sent.aclose()
             await self._writer.aclose()
+            # Stopped or cancelled (the lock lost): settle this run's rows now, so that no
+            # row waits for the next start of a sender (another process may send meanwhile).
+            with contextlib.suppress(Exception):
+                await self.recover()
 
     async def send_due(self) -> int:
         """Send one batch of due deliveries; return how many were claimed.
@@ -166,7 +176,7 @@ class Sender:
         now = self._clock()
         async with self._db.transaction() as session:
             await deliveries.drop_stale(session, now - self._stale_after)
-            claimed = await deliveries.claim_due(session, now, self._concurrency * 4)
+            claimed = await deliveries.claim_due(session, now, self._concurrency * 4, self.holder)
         if not claimed:
             return 0
         slots = asyncio.Semaphore(self._concurrency)
@@ -190,7 +200,9 @@ class Sender:
         wait = self._pacer.chat_ready_at(row.chat_id, is_group) - time.monotonic()
         if wait > 1.0:  # don't hold a slot for a busy chat: come back when it is free
             due = self._clock() + timedelta(seconds=wait)
-            await self._write(deliveries.retry_later, row.id, due, None, attempted=False)
+            await self._write(
+                deliveries.retry_later, row.id, due, None, attempted=False, holder=self.holder
+            )
             return
         if not await self._pacer.acquire(row.chat_id, is_group):
             await self._put_back(row)  # stopped while waiting for its turn: it has not begun
@@ -199,15 +211,15 @@ class Sender:
             self._pacer.release(row.chat_id, is_group, answered=None)
             await self._put_back(row)
             return
-        left, answered, error = False, None, None
+        left, answered, error, ours = False, None, None, True
         try:
             try:
                 # Recorded before the request leaves: a crash from here on may have sent it.
-                await self._leaving.add(row.id)
+                ours = await self._leaving.add(row.id)
             except Exception as exc:  # not recorded as leaving, so it must not leave
                 self._note(exc)
             else:
-                left = True
+                left = ours
                 self._pacer.depart(row.chat_id)
                 try:
                     await self._deliver(row)
@@ -216,6 +228,8 @@ class Sender:
                     error, answered = exc, _answered(exc)
         finally:
             self._pacer.release(row.chat_id, is_group, answered=answered)
+        if not ours:
+            return  # taken back by recovery meanwhile: another sender sends it
         if not left:
             await self._put_back(row)
         elif error is None:
@@ -226,10 +240,12 @@ class Sender:
     async def _failed(self, row: Claimed, exc: Exception) -> None:
         if isinstance(exc, RetryAfter):
             seconds = _seconds(exc.retry_after)
+            self.stats.rate_limited += 1
             self._pacer.pause(seconds)
             due = self._clock() + timedelta(seconds=seconds)
             await self._write(deliveries.retry_later, row.id, due, "429 retry after")
         elif isinstance(exc, Forbidden):
+            self.stats.failed += 1
             await self._write(deliveries.deactivate_chat, row.chat_id, _short(exc))
         elif isinstance(exc, ChatMigrated):
             await self._write(_migrate, row.chat_id, exc.new_chat_id, row.id, self._clock())
@@ -239,6 +255,7 @@ class Sender:
             if any(reason in exc.message.lower() for reason in _GONE):
                 await self._write(deliveries.deactivate_chat, row.chat_id, _short(exc))
             else:
+                self.stats.failed += 1
                 await self._write(deliveries.finish, row.id, deliveries.FAILED, _short(exc))
         elif isinstance(exc, TelegramError):  # NetworkError and the like
             await self._failed_in_flight(row, exc)
@@ -247,19 +264,29 @@ class Sender:
             await self._put_back(row)
         else:  # a rendering bug must not stop the sender
             log.error("delivery %s failed", row.id, exc_info=exc)
+            self.stats.failed += 1
             await self._write(deliveries.finish, row.id, deliveries.FAILED, _short(exc))
 
     async def _put_back(self, row: Claimed) -> None:
-        await self._write(deliveries.retry_later, row.id, self._clock(), None, attempted=False)
+        await self._write(
+            deliveries.retry_later,
+            row.id,
+            self._clock(),
+            None,
+            attempted=False,
+            holder=self.holder,
+        )
 
     async def _failed_in_flight(self, row: Claimed, exc: TelegramError) -> None:
         if isinstance(exc.__cause__, _NOT_SENT):
             delay = min(timedelta(seconds=2 ** min(row.attempts, 10)), MAX_RETRY_DELAY)
             await self._write(deliveries.retry_later, row.id, self._clock() + delay, _short(exc))
         else:  # it may have been delivered: resending is how readers get an alert three times
+            self.stats.in_doubt += 1
             await self._write(deliveries.finish, row.id, deliveries.UNKNOWN, _short(exc))
 
     async def _record_sent(self, row: Claimed) -> None:
+        self.stats.sent += 1
         answered_at = self._clock()
         try:
             await self._sent.add(row.id)
@@ -345,44 +372,52 @@ class _Streak:
 
 class _Batch:
     """Group commit of one write for many rows: ids added while a write is being committed
-    go together in the next one, as a single statement."""
+    go together in the next one, as a single statement. A write may return the ids it
+    changed (a fenced update); the others were not written."""
 
     def __init__(
         self,
         writer: GroupWriter,
-        write: Callable[[AsyncSession, list[int]], Awaitable[None]],
+        write: Callable[[AsyncSession, list[int]], Awaitable[set[int] | None]],
     ) -> None:
         self._writer = writer
         self._write = write
-        self._queued: list[tuple[int, asyncio.Future[None]]] = []
+        self._queued: list[tuple[int, asyncio.Future[bool]]] = []
         self._flushing: asyncio.Task[None] | None = None
 
-    async def add(self, row_id: int) -> None:
-        """Write this row (with the others queued), returning once committed."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    async def add(self, row_id: int) -> bool:
+        """Write this row (with the others queued); once committed, whether it was written."""
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._queued.append((row_id, done))
         if self._flushing is None or self._flushing.done():
             self._flushing = asyncio.create_task(self._flush())
-        await done
+        return await done
+
+    async def aclose(self) -> None:
+        """Wait for the rows queued to be written (their adders may have been cancelled)."""
+        if self._flushing is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._flushing)
 
     async def _flush(self) -> None:
         while self._queued:
             batch, self._queued = self._queued, []
             ids = [row_id for row_id, _ in batch]
 
-            async def job(session: AsyncSession, ids: list[int] = ids) -> None:
-                await self._write(session, ids)
+            async def job(session: AsyncSession, ids: list[int] = ids) -> set[int] | None:
+                return await self._write(session, ids)
 
             try:
-                await self._writer.run(job)
+                written = await self._writer.run(job)
             except Exception as exc:
                 for _, done in batch:
                     if not done.done():
                         done.set_exception(exc)
+                        done.exception()  # retrieved: an adder cancelled meanwhile leaves no noise
             else:
-                for _, done in batch:
+                for row_id, done in batch:
                     if not done.done():
-                        done.set_result(None)
+                        done.set_result(written is None or row_id in written)
 
 
 async def _answers(probe: Callable[[], Awaitable[object]]) -> bool:

@@ -2,18 +2,25 @@
 
 Feeds are fetched concurrently and independently: one feed's failure or slowness never
 delays another's. A failing feed backs off exponentially and keeps its last error.
+
+Several processes may poll one database: a process leases the feeds it is about to fetch
+(``storage.feeds.lease_feeds``), so each due feed is fetched by one of them. A lease is
+short (``LEASE``) and renewed while its poll runs, however long the poll waits for a
+fetch slot; storing the poll's outcome releases it. A process that dies stops renewing:
+its feeds are free again within ``LEASE``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import random
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -29,12 +36,13 @@ from bot.feeds.links import canonical_link, host_of
 from bot.feeds.parse import FeedError, ParsedEntry, storable_link
 from bot.text.breaking import DEFAULT_MARKERS
 from storage.articles import ArticleData, UpsertResult, upsert_articles
-from storage.db import Database
+from storage.db import Database, process_holder
 from storage.feeds import (
     feed_column_room,
     get_feed_by_url,
-    list_due_feeds,
-    list_feeds,
+    lease_feeds,
+    release_leases,
+    renew_leases,
     update_feed,
 )
 from storage.models import Feed, utcnow
@@ -55,6 +63,17 @@ class NewArticles(Protocol):
         """That transaction has committed (called only when it made deliveries)."""
 
 
+# How long a process holds a feed it leased without renewing the lease: a dead process's
+# feeds are fetched by the others this long after it died, at the latest. A live one renews
+# its leases every LEASE_RENEWAL, so a fetch may take longer (up to the fetch timeout, after
+# waiting for a slot) and a database slow to answer a renewal or two loses nothing.
+LEASE = timedelta(seconds=8)
+LEASE_RENEWAL = 2.0
+# The most feeds the watcher holds at once: enough to keep the fetch slots busy, few enough
+# that the other processes polling the same database get their share of a large backlog.
+LEASE_BATCH = 200
+# What an outcome stored sets: the feed is nobody's any more.
+_RELEASED: dict[str, object] = {"leased_by": None, "leased_until": None}
 # A feed's clock may run a little ahead of ours; beyond this a date is not trusted.
 CLOCK_SKEW = timedelta(minutes=5)
 UID_MAX = 400
@@ -150,7 +169,11 @@ class Ingestor:
         on_new: NewArticles | None = None,
         markers: tuple[str, ...] = DEFAULT_MARKERS,
         clock: Callable[[], datetime] = utcnow,
+        holder: str | None = None,
+        lease_batch: int = LEASE_BATCH,
     ) -> None:
+        """``holder``: who this process is in the leases it takes (default
+        :func:`~storage.db.process_holder`)."""
         self._db = db
         self._on_new = on_new
         self._markers = markers
@@ -168,6 +191,10 @@ class Ingestor:
         # and those queued meanwhile share a commit.
         self._writer = db.group_writer()
         self.stats = FetchStats()
+        self._holder = holder or process_holder()
+        self._lease_batch = lease_batch
+        # The feeds this process leased and is polling now: their leases are renewed.
+        self._held: set[int] = set()
 
     async def aclose(self) -> None:
         """Finish the writes already queued; the database may then be closed."""
@@ -179,23 +206,29 @@ class Ingestor:
         due_only: bool = False,
         on_progress: Callable[[FeedOutcome], None] | None = None,
     ) -> PollSummary:
-        """Poll every feed (or only those due) concurrently and report what happened."""
-        async with self._db.sessions() as session:
-            feeds = await (
-                list_due_feeds(session, self._clock()) if due_only else list_feeds(session)
-            )
-            states = [_state(feed) for feed in feeds]
+        """Poll every feed (or only those due) concurrently and report what happened.
+
+        Every feed this process can lease, that is: a feed another process is polling at
+        this moment is left to it.
+        """
+        states = await self._lease(due_only=due_only)
         summary = PollSummary()
 
         async def one(state: _FeedState) -> None:
-            outcome = await self._poll_state(state)
+            outcome = await self._poll_leased(state)
             summary.outcomes.append(outcome)
             if on_progress is not None:
                 on_progress(outcome)
 
-        async with asyncio.TaskGroup() as group:
-            for state in states:
-                group.create_task(one(state))
+        keeper = asyncio.create_task(self._keep_leases())
+        try:
+            async with asyncio.TaskGroup() as group:
+                for state in states:
+                    group.create_task(one(state))
+        finally:
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
+            await self._release({state.id for state in states} & self._held)
         return summary
 
     async def watch(
@@ -221,6 +254,8 @@ class Ingestor:
         failures: dict[int, int] = {}  # feed → polls in a row that failed
         resting: dict[int, float] = {}  # feed → when it may be polled again (loop time)
         broken: set[int] = set()  # feeds whose last poll raised: the watcher's own failure
+        # Set when half the leased feeds are done: lease more at once, not at the next tick.
+        refill = asyncio.Event()
         streak = lookups_failed = 0
 
         def heard(error: BaseException | None) -> None:
@@ -236,6 +271,9 @@ class Ingestor:
             streak = 0 if error is None else streak + 1
 
         def polled(feed_id: int, task: asyncio.Task[FeedOutcome]) -> None:
+            in_flight.pop(feed_id, None)
+            if len(in_flight) == self._lease_batch // 2:
+                refill.set()
             if task.cancelled():
                 return
             error = task.exception()
@@ -250,39 +288,47 @@ class Ingestor:
                 broken.add(feed_id)
                 heard(error)
 
+        keeper = asyncio.create_task(self._keep_leases())
         try:
             while True:
+                refill.clear()
+                now = loop.time()
+                # A failing feed not leased again long after its rest had its failure
+                # recorded (it waits its backoff) or was removed: it rests no more in memory.
+                for feed_id in [f for f, until in resting.items() if until + longest_rest < now]:
+                    if feed_id not in in_flight:
+                        del resting[feed_id]
+                        failures.pop(feed_id, None)
+                        broken.discard(feed_id)
                 try:
-                    async with self._db.sessions() as session:
-                        feeds = await list_due_feeds(session, self._clock())
-                        due = [_state(feed) for feed in feeds]
+                    due = await self._lease(
+                        limit=self._lease_batch - len(in_flight),
+                        exclude=[f for f, until in resting.items() if until > now],
+                    )
                 except Exception as exc:
                     lookups_failed += 1
                     heard(exc)
                     await asyncio.sleep(min(tick * 2.0 ** min(lookups_failed, 20), longest_pause))
                     continue
                 lookups_failed = 0
-                # A failing feed that is no longer due had its failure recorded (it waits
-                # its backoff) or was removed: it rests no more in memory.
-                current = {state.id for state in due} | in_flight.keys()
-                for feed_id in failures.keys() - current:
-                    del failures[feed_id]
-                    resting.pop(feed_id, None)
-                broken &= current
                 if not broken:
                     heard(None)
-                now = loop.time()
                 for state in due:
-                    if state.id not in in_flight and resting.get(state.id, now) <= now:
-                        task = asyncio.create_task(self._poll_state(state))
+                    if state.id not in in_flight:
+                        task = asyncio.create_task(self._poll_leased(state))
                         in_flight[state.id] = task
                         task.add_done_callback(partial(polled, state.id))
-                        task.add_done_callback(partial(_forget, in_flight, state.id, on_progress))
-                await asyncio.sleep(tick)
+                        if on_progress is not None:
+                            task.add_done_callback(partial(_progress, on_progress))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(refill.wait(), tick)
         finally:
-            for task in in_flight.values():
-                task.cancel()
-            await asyncio.gather(*in_flight.values(), return_exceptions=True)
+            unpolled = set(in_flight)  # the tasks' callbacks forget them as they end
+            running = [*in_flight.values(), keeper]
+            for each in running:
+                each.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+            await self._release(unpolled)
 
     async def poll_feed(self, feed_id: int, *, fetcher: Fetcher | None = None) -> FeedOutcome:
         """Poll one feed now, whatever its schedule (through ``fetcher`` if given, e.g. one
@@ -293,6 +339,76 @@ class Ingestor:
                 raise LookupError(f"no feed with id {feed_id}")
             state = _state(feed)
         return await self._poll_state(state, fetcher)
+
+    async def _lease(
+        self, *, due_only: bool = True, limit: int | None = None, exclude: Collection[int] = ()
+    ) -> list[_FeedState]:
+        """Lease the feeds to poll now (see :func:`~storage.feeds.lease_feeds`)."""
+        if limit is not None and limit <= 0:
+            return []
+
+        async def take(session: AsyncSession) -> list[_FeedState]:
+            feeds = await lease_feeds(
+                session,
+                self._holder,
+                self._clock(),
+                LEASE,
+                due_only=due_only,
+                limit=limit,
+                exclude=exclude,
+            )
+            return [_state(feed) for feed in feeds]
+
+        states = await self._writer.run(take)
+        self._held.update(state.id for state in states)
+        return states
+
+    async def _poll_leased(self, state: _FeedState) -> FeedOutcome:
+        """Poll a feed this process leased; its lease is renewed meanwhile. (A poll that is
+        cancelled leaves the feed held: whoever cancelled it gives the lease back.)"""
+        cancelled = False
+        try:
+            return await self._poll_state(state)
+        except asyncio.CancelledError:
+            cancelled = True
+            raise
+        finally:
+            if not cancelled:  # else still held: whoever cancelled it releases the lease
+                self._held.discard(state.id)
+
+    async def _keep_leases(self) -> None:
+        """Renew the leases of the feeds being polled, every LEASE_RENEWAL, until cancelled.
+
+        A renewal that fails (the database unreachable) is tried again at the next turn; if
+        the leases run out meanwhile, another process may fetch those feeds too: storing is
+        race-free, so a story is still stored and alerted once.
+        """
+        while True:
+            await asyncio.sleep(LEASE_RENEWAL)
+            if not self._held:
+                continue
+            held = set(self._held)
+            renew = partial(
+                renew_leases, holder=self._holder, feed_ids=held, until=self._clock() + LEASE
+            )
+            try:
+                await self._writer.run(renew)
+            except Exception as exc:
+                log.info("renewing %d feed leases failed: %s", len(held), _describe(exc))
+
+    async def _release(self, feed_ids: Collection[int]) -> None:
+        """Give back the leases of feeds left unpolled (stopped): the other processes take
+        them at once instead of after LEASE. Best effort: unreleased, they run out."""
+        ids = set(feed_ids)
+        self._held -= ids
+        if not ids:
+            return
+
+        release = partial(release_leases, holder=self._holder, feed_ids=ids)
+        try:
+            await asyncio.wait_for(self._writer.run(release), LEASE.total_seconds())
+        except Exception as exc:
+            log.info("releasing %d feed leases failed: %s", len(ids), _describe(exc))
 
     async def _poll_state(self, state: _FeedState, fetcher: Fetcher | None = None) -> FeedOutcome:
         started = time.perf_counter()
@@ -358,7 +474,7 @@ class Ingestor:
             "next_fetch_at": now + self._poll_interval * random.uniform(0.9, 1.0),  # noqa: S311
             "etag": _fitting(result.etag, ETAG_ROOM),
             "last_modified": _fitting(result.last_modified, LAST_MODIFIED_ROOM),
-        }
+        } | _RELEASED
         if parsed is not None:
             values.update({"title": parsed.title} if parsed.title else {})
             values.update({"site_link": parsed.link} if parsed.link else {})
@@ -405,7 +521,7 @@ class Ingestor:
             "last_error": message,
             "failures": failures,
             "next_fetch_at": now + delay,
-        }
+        } | _RELEASED
 
         async def write(session: AsyncSession) -> bool:
             return await update_feed(session, state.id, **values)
@@ -454,14 +570,8 @@ class Ingestor:
         return articles
 
 
-def _forget(
-    in_flight: dict[int, asyncio.Task[FeedOutcome]],
-    feed_id: int,
-    on_progress: Callable[[FeedOutcome], None] | None,
-    task: asyncio.Task[FeedOutcome],
-) -> None:
-    in_flight.pop(feed_id, None)
-    if on_progress is not None and not task.cancelled() and task.exception() is None:
+def _progress(on_progress: Callable[[FeedOutcome], None], task: asyncio.Task[FeedOutcome]) -> None:
+    if not task.cancelled() and task.exception() is None:
         on_progress(task.result())
 
 

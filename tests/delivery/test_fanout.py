@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Bot
 
 from bot.delivery.deliver import AlertDelivery
@@ -20,10 +21,10 @@ from bot.delivery.fanout import Fanout, TooManyNewTopics, Topics
 from bot.feeds.fetch import Fetcher, FetchLimits
 from bot.feeds.ingest import Ingestor
 from bot.text.topics import ResolvedTopic, load_catalog, resolve
-from storage.alerts import create_alert, get_alert
+from storage.alerts import Audience, add_alert, create_alert, fan_out, get_alert
 from storage.chats import set_all_breaking, set_muted, set_quiet_hours, upsert_chat
 from storage.db import Database
-from storage.deliveries import claim_due
+from storage.deliveries import claim_due, deactivate_chat
 from storage.feeds import add_feed
 from storage.models import Alert, Delivery, Topic
 from storage.subscriptions import get_topic_id, list_chat_topic_keys
@@ -406,3 +407,189 @@ async def test_a_follow_during_a_sweep_stores_the_topic_again(
     async with db.sessions() as session:
         assert await list_chat_topic_keys(session, 2) == {"kursk"}
     assert topics.match_ids("عاجل: هجوم على كورسك", "")
+
+
+# -- fan-out at scale: written by the database, in chunks, after the story commits --------
+
+
+def chunked_ingestor(db: Database, topics: Topics, fetcher: Fetcher, fanout: Fanout) -> Ingestor:
+    """An ingestor whose fan-out is ``fanout``."""
+    return Ingestor(
+        db,
+        fetcher,
+        poll_interval=timedelta(seconds=60),
+        backlog_age=timedelta(hours=12),
+        max_backoff=timedelta(hours=1),
+        on_new=fanout,
+    )
+
+
+async def alerts_left(db: Database) -> list[int]:
+    """The alerts whose fan-out is not finished."""
+    async with db.sessions() as session:
+        query = select(Alert.id).where(Alert.fanned_out_at.is_(None)).order_by(Alert.id)
+        return list((await session.scalars(query)).all())
+
+
+async def readers(db: Database, topics: Topics, count: int, *phrases: str) -> list[int]:
+    """``count`` private chats, ids 1 to ``count``, each following the phrases."""
+    async with db.transaction() as session:
+        for chat_id in range(1, count + 1):
+            await upsert_chat(session, chat_id, kind="private")
+            for phrase in phrases:
+                await topics.follow(session, chat_id, topic(phrase))
+    return list(range(1, count + 1))
+
+
+async def test_a_large_audience_is_written_after_the_story_in_chunks_by_the_same_rules(
+    db: Database, topics: Topics, feed_server: FeedServer
+) -> None:
+    """Past the first deliveries, written with the story, the fan-out writes the rest in
+    chunks of its own; in the end each chat has one delivery, exactly the chats the rules
+    pick (matching topics once per chat, muted and stopped chats left out, channels taking
+    every breaking story in), as if written all at once."""
+    for chat_id in range(1, 12):  # odd chats follow two matching topics, 6 none
+        phrases = ["روسيا", "بوتين"] if chat_id % 2 else []
+        await follow(db, topics, chat_id, *phrases, *(["موسكو"] if chat_id % 3 else []))
+    await follow(db, topics, 20, "مصر")
+    async with db.transaction() as session:
+        await set_muted(session, 5, NOW + timedelta(hours=2))
+        await deactivate_chat(session, 7, "blocked the bot")  # keeps its topics
+        await upsert_chat(session, -100500, kind="channel", title="قناة الأخبار")
+        await set_all_breaking(session, -100500, True)
+    url = feed_server.add(
+        "f.xml", make_rss("F", [story("عاجل: بوتين يصل إلى موسكو في روسيا", "a")])
+    )
+    feed_id = await watched_feed(db, url)
+    fanout = Fanout(topics, inline=2, chunk=3)
+    async with Fetcher(FetchLimits(total_timeout=5, connect_timeout=2)) as fetcher:
+        ingest = chunked_ingestor(db, topics, fetcher, fanout)
+        await ingest.poll_feed(feed_id)
+        await ingest.aclose()
+
+    first = await deliveries(db)
+    assert [chat for _, chat in first] == [-100500, 1]  # the first two by chat id
+    assert await alerts_left(db) == [1]
+    assert await fanout.expand(db) == 7
+    assert await alerts_left(db) == []
+    chats = [chat for _, chat in await deliveries(db)]
+    # 1..11 follow a matching topic but 6; 5 is muted and 7 blocked the bot.
+    assert chats == [-100500, 1, 2, 3, 4, 8, 9, 10, 11]
+
+
+async def test_a_fanout_cut_short_resumes_where_it_stopped_and_writes_no_chat_twice(
+    db: Database, topics: Topics, feed_server: FeedServer
+) -> None:
+    """A chunk committed stays; a chunk whose transaction died leaves nothing; a fresh
+    fan-out (a restarted process) finishes the alert with one delivery per chat."""
+    await readers(db, topics, 25, "روسيا")
+    url = feed_server.add("f.xml", make_rss("F", [story("عاجل: روسيا تعلن", "r")]))
+    feed_id = await watched_feed(db, url)
+    async with Fetcher(FetchLimits(total_timeout=5, connect_timeout=2)) as fetcher:
+        ingest = chunked_ingestor(db, topics, fetcher, Fanout(topics, inline=4))
+        await ingest.poll_feed(feed_id)
+        await ingest.aclose()
+    (alert_id,) = await alerts_left(db)
+    async with db.transaction() as session:
+        step = await fan_out(session, alert_id, NOW, 6)
+    assert step is not None and (step.made, step.done) == (6, False)
+    with pytest.raises(RuntimeError):
+        async with db.transaction() as session:  # the process dies mid-chunk
+            await fan_out(session, alert_id, NOW, 6)
+            raise RuntimeError("killed")
+    assert len(await deliveries(db)) == 10
+
+    restarted = Fanout(Topics(topics.catalog), chunk=4)
+    assert await restarted.expand(db) == 15
+    assert [chat for _, chat in await deliveries(db)] == list(range(1, 26))
+    assert await alerts_left(db) == []
+
+
+async def test_two_fanouts_at_once_write_each_chat_once(
+    database_url: str, db: Database, topics: Topics
+) -> None:
+    """Two processes expanding the same alerts at the same time take turns: every chat
+    gets one delivery per alert, and every alert is finished."""
+    chats = await readers(db, topics, 40, "روسيا")
+    russia = (await stored_topic_ids(db))["russia"]
+    async with db.transaction() as session:
+        alerts = [
+            await add_alert(session, Audience((russia,)), NOW, text=f"خبر {n}") for n in range(3)
+        ]
+    other = Database(database_url)
+    try:
+        first, second = Fanout(topics, chunk=3), Fanout(Topics(topics.catalog), chunk=3)
+        made = await asyncio.gather(first.expand(db), second.expand(other))
+    finally:
+        await other.dispose()
+    assert sum(made) == 3 * 40
+    rows = await deliveries(db)
+    assert sorted(rows) == sorted((alert_id, chat) for alert_id in alerts for chat in chats)
+    assert await alerts_left(db) == []
+
+
+async def test_other_feeds_are_stored_and_alert_while_a_large_fanout_is_under_way(
+    db: Database, topics: Topics, feed_server: FeedServer
+) -> None:
+    """While a story's fan-out is under way (on PostgreSQL: inside one of its chunks'
+    transactions; on SQLite, with one writer at a time, between two chunks), another
+    feed's breaking story is stored and alerted without waiting for the fan-out to end."""
+    await readers(db, topics, 30, "روسيا", "مصر")
+    first = await watched_feed(
+        db, feed_server.add("a.xml", make_rss("A", [story("عاجل: روسيا", "a")]))
+    )
+    second = await watched_feed(
+        db, feed_server.add("b.xml", make_rss("B", [story("عاجل: مصر", "b")]))
+    )
+    fanout = Fanout(topics, inline=5, chunk=10)
+    paused, resume = asyncio.Event(), asyncio.Event()
+    async with Fetcher(FetchLimits(total_timeout=5, connect_timeout=2)) as fetcher:
+        ingest = chunked_ingestor(db, topics, fetcher, fanout)
+        await ingest.poll_feed(first)
+        expanding = asyncio.create_task(
+            fanout.expand(PausingDatabase(db, paused, resume))  # type: ignore[arg-type]
+        )
+        await asyncio.wait_for(paused.wait(), 30)
+        outcome = await asyncio.wait_for(ingest.poll_feed(second), 30)
+        stored_meanwhile = await alerts_left(db)
+        resume.set()
+        await asyncio.wait_for(expanding, 30)
+        await ingest.aclose()
+
+    assert len(outcome.new_ids) == 1
+    assert stored_meanwhile == [1, 2]  # the first story's fan-out was still under way
+    assert await fanout.expand(db) == 25  # the second story's rest
+    rows = await deliveries(db)
+    for alert_id in (1, 2):
+        assert sorted(chat for alert, chat in rows if alert == alert_id) == list(range(1, 31))
+
+
+class PausingDatabase:
+    """A Database whose first fan-out chunk stops to let the test act: on PostgreSQL with
+    its transaction open, on SQLite (one writer at a time) once it has committed."""
+
+    def __init__(self, db: Database, paused: asyncio.Event, resume: asyncio.Event) -> None:
+        self._db, self._paused, self._resume = db, paused, resume
+        self.is_sqlite = db.is_sqlite
+        self.sessions = db.sessions
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """The real transaction, held open (PostgreSQL) or followed (SQLite) by the pause."""
+        async with self._db.transaction() as session:
+            yield session
+            if not self.is_sqlite:
+                await self._pause()
+        if self.is_sqlite:
+            await self._pause()
+
+    async def _pause(self) -> None:
+        if not self._paused.is_set():
+            self._paused.set()
+            await self._resume.wait()
+
+
+async def stored_topic_ids(db: Database) -> dict[str, int]:
+    """The stored topics' ids by key."""
+    async with db.sessions() as session:
+        return {key: id_ for id_, key in await session.execute(select(Topic.id, Topic.key))}

@@ -112,7 +112,7 @@ async def test_when_telegram_stops_answering_few_requests_are_left_in_doubt(
         assert len(fake.sent) <= MIN_IN_FLIGHT, f"{len(fake.sent)} requests left unanswered"
         assert sender.in_flight == len(fake.sent)
         await crash(running)
-    assert await Sender(db, sending_with(bot)).recover() == len(fake.sent)
+    await Sender(db, sending_with(bot)).recover()  # as the next start does, if none did
     assert list((await states(db)).values()).count(deliveries.UNKNOWN) == len(fake.sent)
 
 

@@ -5,14 +5,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
 from telegram import Bot
 from telegram.request import HTTPXRequest
 
+from bot.config import ConfigError, load_settings
+from bot.delivery.deliver import AlertDelivery
 from bot.delivery.pacing import Pacing
 from bot.delivery.sender import Sender
+from bot.text.topics import load_catalog
 from storage import deliveries
 from storage.alerts import create_alert
 from storage.chats import upsert_chat
@@ -194,3 +198,51 @@ async def test_pacing_keeps_under_the_limit_without_a_single_429(
     assert fake.too_many == []
     assert fake.max_per_second() <= 15
     assert all(len(fake.texts_to(chat)) == 1 for chat in chats)
+
+
+async def test_paid_broadcasts_go_past_the_free_rate_without_a_429(
+    db: Database, fake: FakeBotAPI, bot: Bot
+) -> None:
+    """With paid broadcasts every alert carries allow_paid_broadcast, and 200 chats go at
+    100 a second with Telegram's free 30 a second enforced, without a single 429."""
+    fake.rate_limit(per_second=30, per_chat_per_second=1)
+    chats = list(range(2000, 2200))
+    await fan_out(db, chats)
+    deliver = AlertDelivery(
+        bot, db, zone=ZoneInfo("UTC"), markers=(), catalog=load_catalog(), paid=True
+    )
+    sender = Sender(db, deliver, pacing=Pacing(per_second=100))
+    await drain(sender, db)
+    assert fake.too_many == []
+    assert fake.max_per_second() > 30
+    assert all(message.params.get("allow_paid_broadcast") for message in fake.sent)
+    assert fake.sends_per_chat() == dict.fromkeys(chats, 1)
+    assert sender.stats.sent == len(chats)
+
+
+async def test_without_paid_broadcasts_the_free_rate_is_what_telegram_allows(
+    db: Database, fake: FakeBotAPI, bot: Bot
+) -> None:
+    """An alert without allow_paid_broadcast above 30 a second draws a 429 (which the
+    sender counts and retries): the fake holds the line the paid flag lifts."""
+    fake.rate_limit(per_second=30, per_chat_per_second=1)
+    chats = list(range(3000, 3100))
+    await fan_out(db, chats)
+    deliver = AlertDelivery(bot, db, zone=ZoneInfo("UTC"), markers=(), catalog=load_catalog())
+    sender = Sender(db, deliver, pacing=Pacing(per_second=100))
+    await drain(sender, db, seconds=30)
+    assert fake.too_many and sender.stats.rate_limited > 0
+    assert not any("allow_paid_broadcast" in message.params for message in fake.sent)
+    assert fake.sends_per_chat() == dict.fromkeys(chats, 1)
+
+
+def test_a_rate_above_the_free_one_needs_paid_broadcasts() -> None:
+    """NEWSBOT_SEND_RATE above 30 without NEWSBOT_PAID_BROADCASTS stops at start with one
+    line naming both; with it, up to 1,000 a second is accepted."""
+    with pytest.raises(ConfigError) as refused:
+        load_settings(send_rate=100)
+    message = str(refused.value)
+    assert "NEWSBOT_PAID_BROADCASTS" in message and "NEWSBOT_SEND_RATE" in message
+    assert len(message.splitlines()) == 1
+    assert load_settings(send_rate=1000, paid_broadcasts=True).send_rate == 1000
+    assert load_settings(send_rate=30).send_rate == 30

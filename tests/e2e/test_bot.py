@@ -206,7 +206,7 @@ async def test_kill_9_during_a_fanout_then_restart_sends_each_follower_once(
     await seed_followers(db, followers, "روسيا")
     fake_api.rate_limit(per_second=100)
     url = feed_server.add("news.xml", feed(story("مصر تستضيف قمة اقتصادية", "egypt", age=OLD)))
-    env = bot_env(fake_api, url_of(db), send_rate=100)
+    env = bot_env(fake_api, url_of(db), send_rate=100, paid_broadcasts="true")
     bot = BotProcess(fake_api, env, tmp_path)
     try:
         await asyncio.gather(bot.start(), add_feed(url, env=env, cwd=tmp_path, breaking=True))
@@ -246,7 +246,7 @@ async def test_sigterm_mid_fanout_releases_the_rest_for_the_next_process(
     followers = list(range(20_001, 20_101))
     await seed_followers(sqlite_db, followers, "روسيا")
     url = feed_server.add("news.xml", feed(story("مصر تستضيف قمة اقتصادية", "egypt", age=OLD)))
-    env = bot_env(fake_api, url_of(sqlite_db), send_rate=40)
+    env = bot_env(fake_api, url_of(sqlite_db), send_rate=40, paid_broadcasts="true")
     bot = BotProcess(fake_api, env, tmp_path)
     try:
         await asyncio.gather(bot.start(), add_feed(url, env=env, cwd=tmp_path, breaking=True))

@@ -14,8 +14,8 @@ from storage.alerts import create_alert
 from storage.articles import ArticleData, upsert_articles
 from storage.db import Database
 from storage.feeds import add_feed
-from tests.botharness import RunningBot
-from tests.fakebotapi import SentMessage
+from tests.botharness import RunningBot, running_bot
+from tests.fakebotapi import FakeBotAPI, SentMessage
 
 READER = 501
 GROUP = -100500
@@ -148,14 +148,35 @@ async def test_pages_turn_with_buttons_that_edit_the_message(newsbot: RunningBot
 
 
 async def test_an_expired_search_says_so(newsbot: RunningBot) -> None:
-    """A page button of a search the bot no longer remembers answers with a short note and
-    leaves the message as it was."""
+    """A page button pressed a day after the search answers with a short note and leaves
+    the message as it was."""
     await store(newsbot, *((f"غزة {number}", timedelta(minutes=number)) for number in range(7)))
     (reply,) = await newsbot.say(READER, "/search غزة", language_code="en")
-    newsbot.application.chat_data[READER].clear()  # as after a restart
+    searched = newsbot.services.clock()
+    newsbot.services.clock = lambda: searched + timedelta(hours=25)
     await newsbot.press(READER, reply, reply.callback_data[0])
     assert "expired" in (newsbot.fake.callback_answers[-1].text or "")
     assert newsbot.fake.edits == []
+
+
+async def test_another_process_turns_the_page_after_a_restart(
+    database_url: str, db: Database, fake_api: FakeBotAPI
+) -> None:
+    """«Next» under a search drawn by one bot process is answered by another process on the
+    same database, after the first has stopped: page 2, in place."""
+    async with running_bot(database_url, fake_api) as first:
+        await store(first, *((f"غارة على غزة رقم {n}", timedelta(minutes=n)) for n in range(7)))
+        (reply,) = await first.say(READER, "/search غزة", language_code="en")
+    assert "Page 1 of 2" in reply.plain
+    async with running_bot(database_url, fake_api) as second:
+        await second.press(READER, reply, reply.callback_data[0])
+        shown = str(fake_api.message(READER, reply.message_id)["text"])
+    assert "Page 2 of 2" in shown
+    assert [line for line in shown.splitlines() if line.startswith("غارة")] == [
+        "غارة على غزة رقم 5",
+        "غارة على غزة رقم 6",
+    ]
+    assert fake_api.callback_answers[-1].text is None  # no "expired" note
 
 
 async def test_no_results_and_an_empty_query_get_help(newsbot: RunningBot) -> None:

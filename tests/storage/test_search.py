@@ -19,7 +19,15 @@ from storage.articles import ArticleData, upsert_articles
 from storage.db import Database
 from storage.feeds import add_feed
 from storage.models import Article, UTCDateTime
-from storage.search import SearchHit, count_matches, search_articles
+from storage.search import (
+    Ranking,
+    SearchHit,
+    count_matches,
+    list_found_articles,
+    rank_matches,
+    search_articles,
+)
+from storage.ui_state import add_ui_state, get_ui_state
 from tests.processes import newsbot
 from tests.storage.migrating import migrate
 
@@ -375,6 +383,48 @@ async def test_only_the_newest_window_of_matches_is_ranked(
     async with db.sessions() as session:
         assert await count_matches(session, [["غارة"]]) == 3
         assert await count_matches(session, [["غارة"]], cap=2) == 2
+
+
+async def test_a_ranking_holds_every_page_and_says_when_more_matched(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """rank_matches gives the window's ids in search's own order (all its pages at once),
+    says whether older matches were left out, and the articles load in that order."""
+    monkeypatch.setattr(storage.search, "SEARCH_WINDOW", 3)
+    ids = await store(
+        db, *(Story(f"غارة جوية رقم {n}", age=timedelta(days=10 - n)) for n in range(5))
+    )
+    async with db.sessions() as session:
+        full = await rank_matches(session, [["غارة"]], now=NOW)
+        exact = await rank_matches(session, [["رقم"], ["4", "3", "2"]], now=NOW)
+        found = await list_found_articles(session, full.ids)
+    assert full == Ranking((ids[4], ids[3], ids[2]), more=True)
+    assert exact == Ranking((ids[4], ids[3], ids[2]), more=False)
+    assert [article.title for article in found] == await titles(db, "غارة")
+    assert all(article.feed is not None for article in found)
+
+
+async def test_a_button_state_is_only_its_own_chats_until_it_expires(db: Database) -> None:
+    """A stored button state is found by its chat and kind until it expires; another chat,
+    another kind or a later time finds nothing."""
+    async with db.transaction() as session:
+        state_id = await add_ui_state(
+            session,
+            chat_id=5,
+            kind="search",
+            data={"ids": [1, 2]},
+            now=NOW,
+            expires_at=NOW + timedelta(hours=24),
+        )
+    later = NOW + timedelta(hours=25)
+    async with db.sessions() as session:
+        mine = await get_ui_state(session, state_id, chat_id=5, kind="search", now=NOW)
+        other_chat = await get_ui_state(session, state_id, chat_id=6, kind="search", now=NOW)
+        other_kind = await get_ui_state(session, state_id, chat_id=5, kind="draft", now=NOW)
+        expired = await get_ui_state(session, state_id, chat_id=5, kind="search", now=later)
+    assert mine == {"ids": [1, 2]}
+    assert other_chat is None and other_kind is None and expired is None
+    assert len(state_id.encode()) + len("search::9999") <= 64  # fits Telegram's callback data
 
 
 async def test_search_needs_an_aware_now(db: Database) -> None:

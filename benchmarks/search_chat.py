@@ -1,0 +1,193 @@
+"""Benchmark /search as a reader meets it: update in, reply out, at archive scale.
+
+Seeds the synthetic Arabic archive of benchmarks/search.py (200,000 articles by default;
+``--articles 2000000`` streams them), indexed as the app indexes them, then runs the real
+Application (tests/botharness.py) against the fake Bot API and sends /search updates from
+twenty readers: rare, mid-frequency and common words, two-word phrases and names, and a
+press of «التالي» under every other answer that has one. Each latency is from the update
+being queued at the fake Telegram to the reply (or the page's edit) reaching it. Prints
+p50/p95/worst per kind and overall, on SQLite and on PostgreSQL; ``--profile`` adds the
+functions the measured pass spent most time in (cProfile).
+
+    .venv/bin/python benchmarks/search_chat.py
+    .venv/bin/python benchmarks/search_chat.py --articles 2000000 --skip-sqlite
+    .venv/bin/python benchmarks/search_chat.py --articles 20000 --profile
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import os
+import pstats
+import random
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy.engine import make_url  # noqa: E402
+
+from benchmarks.search import (  # noqa: E402
+    NOW,
+    _connect,
+    build_queries,
+    counted,
+    iter_rows,
+    load_postgres,
+    load_sqlite,
+    report,
+)
+from tests.botharness import RunningBot, running_bot  # noqa: E402
+from tests.fakebotapi import FakeBotAPI  # noqa: E402
+
+THROUGH_CHAT = "/search through chat, ms (update in, reply out; second pass)"
+
+READERS = [1_000 + number for number in range(20)]
+# Reader-facing kinds only: the «A|B» alternatives of benchmarks/search.py are no chat text.
+KINDS = ("rare", "mid", "common", "two words", "name")
+
+
+@dataclass(frozen=True, slots=True)
+class Search:
+    """One /search a reader sends: its kind and its text."""
+
+    kind: str
+    text: str
+
+
+def searches(frequency: Counter[str], total: int, seed: int) -> list[Search]:
+    """The queries of benchmarks/search.py that a reader could type, shuffled."""
+    chosen = [
+        Search(query.kind, query.label)
+        for query in build_queries(frequency, total, seed)
+        if query.kind in KINDS
+    ]
+    random.Random(seed).shuffle(chosen)
+    return chosen
+
+
+async def measure(url: str, chosen: Sequence[Search], profile: bool) -> dict[str, list[float]]:
+    """Each search's latency and each page press's (ms), through the running bot, after
+    a warm-up pass."""
+    timings: dict[str, list[float]] = {}
+    slowest: list[tuple[float, str]] = []
+    profiler = cProfile.Profile()
+    async with (
+        FakeBotAPI(any_chat=True, record_requests=False) as fake,
+        running_bot(url, fake) as bot,
+    ):
+        bot.services.clock = lambda: NOW  # the archive ends at NOW
+        for warm in (False, True):
+            if warm and profile:
+                profiler.enable()
+            for number, search in enumerate(chosen):
+                chat = READERS[number % len(READERS)]
+                for kind, elapsed in await _one(bot, chat, search, press=number % 2 == 0):
+                    if warm:
+                        timings.setdefault(kind, []).append(elapsed)
+                        timings.setdefault("all", []).append(elapsed)
+                        slowest.append((elapsed, f"{kind}: {search.text}"))
+            profiler.disable()
+    for elapsed, label in sorted(slowest, reverse=True)[:3]:
+        print(f"  slow: {elapsed:7.2f} ms  {label}")
+    if profile:
+        _print_profile(profiler)
+    return timings
+
+
+async def _one(bot: RunningBot, chat: int, search: Search, press: bool) -> list[tuple[str, float]]:
+    """Send one /search (and press «التالي» under its answer if asked and offered)."""
+    fake = bot.fake
+    before = len(fake.messages_to(chat))
+    started = time.monotonic()
+    fake.send_text(chat, f"/search {search.text}")
+    reply = (await fake.wait_for_messages(chat, before + 1, timeout=60))[-1]
+    timings = [(search.kind, (reply.at - started) * 1000)]
+    following = [data for data in reply.callback_data if data.endswith(":2")]
+    if press and following:
+        edits = len(fake.edits)
+        started = time.monotonic()
+        fake.press_button(chat, reply.message_id, following[0])
+        await fake.wait_for(lambda: len(fake.edits) > edits, 60, "the next page")
+        timings.append(("page 2", (fake.edits[-1].at - started) * 1000))
+    return timings
+
+
+def _print_profile(profiler: cProfile.Profile) -> None:
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out)
+    stats.sort_stats("cumulative").print_stats(r"/(bot|handlers|storage)/", 25)
+    stats.sort_stats("tottime").print_stats(30)
+    print(out.getvalue())
+
+
+async def main() -> None:
+    """Seed, run the bot, measure, print."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--articles", type=int, default=200_000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get("NEWSBOT_TEST_POSTGRES_URL")
+        or "postgresql://postgres@127.0.0.1:5432/postgres",
+        help="a server on which a scratch database may be created (and is dropped after)",
+    )
+    parser.add_argument("--skip-sqlite", action="store_true")
+    parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="print where the time went")
+    args = parser.parse_args()
+    print("command:", " ".join([Path(sys.executable).name, *sys.argv]))
+
+    frequency: Counter[str] = Counter()
+    chosen: list[Search] = []
+    if not args.skip_sqlite:
+        with tempfile.TemporaryDirectory() as scratch:
+            path = Path(scratch) / "bench.db"
+            started = time.perf_counter()
+            await load_sqlite(path, counted(iter_rows(args.articles, args.seed), frequency))
+            print(f"SQLite: {args.articles:,} articles in {time.perf_counter() - started:.0f} s")
+            chosen = searches(frequency, args.articles, args.seed)
+            _print_mix(chosen)
+            url = f"sqlite+aiosqlite:///{path}"
+            report("SQLite", await measure(url, chosen, args.profile), THROUGH_CHAT)
+
+    if not args.skip_postgres:
+        name = f"newsbot_bench_{os.getpid()}"
+        admin = await _connect(args.postgres_url)
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+            url = (
+                make_url(args.postgres_url)
+                .set(drivername="postgresql+asyncpg", database=name)
+                .render_as_string(False)
+            )
+            started = time.perf_counter()
+            rows = iter_rows(args.articles, args.seed)
+            await load_postgres(url, counted(rows, frequency) if not chosen else rows)
+            print(
+                f"PostgreSQL: {args.articles:,} articles in {time.perf_counter() - started:.0f} s"
+            )
+            chosen = chosen or searches(frequency, args.articles, args.seed)
+            _print_mix(chosen)
+            report("PostgreSQL", await measure(url, chosen, args.profile), THROUGH_CHAT)
+        finally:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await admin.close()
+
+
+def _print_mix(chosen: Sequence[Search]) -> None:
+    kinds = Counter(search.kind for search in chosen)
+    print("searches:", ", ".join(f"{kind} {n}" for kind, n in kinds.items()))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,349 @@
+"""Group articles into stories: the same event reported by several outlets, online.
+
+Pure and in memory. Each article added in time order joins the best story of the window
+whose articles report the same event, or starts a new one. Places decide (two different
+towns are two stories), names and rare words agree, numbers help; every decision comes
+with an ``Explanation`` saying why.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import lru_cache
+from importlib import resources
+
+from bot.text.matcher import Matcher
+from bot.text.normalise import lexicon, normalize, terms
+from bot.text.topics import Catalog, load_catalog
+
+WINDOW = timedelta(hours=36)
+THRESHOLD = 0.3  # weighted cosine at which two articles report one event
+
+SUMMARY_WEIGHT = 0.5  # a word of the summary counts half a word of the title
+PROBES = 8  # the rarest terms of an article that look for candidates
+RECENT = 200  # the most recent articles looked at per probed term
+CANDIDATES = 24  # articles scored in full per added article
+_DECIMAL = re.compile(r"\d+\.\d+")
+_NISBA = re.compile("ي(?:|ه|ين|ون|ات)$")
+_PREFIXES = ("وال", "بال", "فال", "كال", "لل", "ال", "و", "ب", "ل", "ف")
+_SUFFIXES = ("ات", "ون", "ين", "ه")
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """Why an article joined a story or started one."""
+
+    rule: str  # "joined", "different places", "different magnitudes", "below threshold" …
+    score: float
+    compared_with: str | None  # the article of the story it was compared with
+    shared_entities: tuple[str, ...]  # catalog and place keys both articles name
+    shared_terms: tuple[tuple[str, float], ...]  # the heaviest shared terms and their weights
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where an added article went: its story (the first article's id) and why."""
+
+    story_id: str
+    joined: bool
+    explanation: Explanation
+
+
+@dataclass(slots=True)
+class _Article:
+    id: str
+    story: str
+    published: datetime
+    weights: dict[str, float]  # term → field weight (1 title, SUMMARY_WEIGHT summary)
+    places: frozenset[str]  # the most specific places named
+    entities: frozenset[str]
+    decimals: frozenset[str]
+    actors: frozenset[str]  # countries named only by a nisba («الأمريكي», «التركي»)
+    norm: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Gazetteer:
+    matcher: Matcher
+    keys: tuple[str, ...]  # matcher id → entity key
+    places: frozenset[int]  # matcher ids that name a place
+    parents: Mapping[str, str]
+    names: frozenset[str]  # the words of names: shared, they say who, not what happened
+    nisba: frozenset[int]  # matcher ids of countries named by a nisba
+
+
+@dataclass(frozen=True, slots=True)
+class _Words:
+    """The word lists of bot/text/data/stories.json."""
+
+    places: tuple[tuple[str, tuple[str, ...], str | None], ...]  # key, names, inside
+    parents: Mapping[str, str]  # a catalog capital or region → the catalog key it lies in
+    broad: frozenset[str]  # catalog regions too wide to tell two events apart
+    stopwords: tuple[str, ...]
+    numbers: Mapping[str, str]  # a number word → its digits
+
+
+@lru_cache(maxsize=1)
+def _words() -> _Words:
+    text = resources.files("bot.text").joinpath("data", "stories.json").read_text("utf-8")
+    raw = json.loads(text)
+    if not isinstance(raw, dict):
+        raise ValueError("bot/text/data/stories.json is not an object")
+    places = tuple(
+        (str(place["key"]), tuple(map(str, place["names"])), place["in"])
+        for place in raw["places"]
+    )
+    return _Words(
+        places=places,
+        parents={str(key): str(value) for key, value in raw["parents"].items()},
+        broad=frozenset(map(str, raw["broad"])),
+        stopwords=tuple(map(str, raw["stopwords"])),
+        numbers={str(key): str(value) for key, value in raw["numbers"].items()},
+    )
+
+
+@lru_cache(maxsize=1)
+def _default_gazetteer() -> _Gazetteer:
+    return _gazetteer(load_catalog())
+
+
+def _gazetteer(catalog: Catalog) -> _Gazetteer:
+    """Catalog topics (but sectors and broad regions) and the towns of stories.json."""
+    words = _words()
+    parents = dict(words.parents)
+    keys: list[str] = []
+    places: set[int] = set()
+    nisba_ids: set[int] = set()
+    names: set[str] = {stem(word) for word in lexicon().names}
+    matcher = Matcher()
+    for topic in catalog.topics:
+        if topic.kind == "sector" or topic.key in words.broad:
+            continue
+        # A nisba («الإسرائيلي», «الروسية») names an actor more often than a place.
+        nisba = {
+            p
+            for p in topic.phrases
+            if topic.kind == "country" and len(p) == 1 and _NISBA.search(p[0])
+        }
+        for found, place in ((set(topic.phrases) - nisba, True), (nisba, False)):
+            if found:
+                keys.append(topic.key)
+                matcher.add(len(keys) - 1, found, exclude=topic.excluded)
+                if place and topic.kind in ("country", "capital", "region"):
+                    places.add(len(keys) - 1)
+                elif not place:
+                    nisba_ids.add(len(keys) - 1)
+    for key, spellings, inside in words.places:
+        keys.append(key)
+        phrases = [tuple(terms(name)) for name in spellings]
+        matcher.add(len(keys) - 1, phrases)
+        names.update(stem(word) for phrase in phrases for word in phrase)
+        places.add(len(keys) - 1)
+        if inside:
+            parents[key] = inside
+    return _Gazetteer(
+        matcher, tuple(keys), frozenset(places), parents, frozenset(names), frozenset(nisba_ids),
+    )  # fmt: skip
+
+
+@lru_cache(maxsize=1)
+def _stopwords() -> frozenset[str]:
+    words = [*_words().stopwords, *lexicon().function_words]
+    return frozenset(stem(term) for word in words for term in terms(word))
+
+
+@lru_cache(maxsize=1)
+def _numbers() -> Mapping[str, str]:
+    numbers = _words().numbers
+    return {stem(term): digits for word, digits in numbers.items() for term in terms(word)}
+
+
+@lru_cache(maxsize=100_000)
+def stem(term: str) -> str:
+    """A light stem: clitics and the article the analyser kept, plural and ه endings."""
+    if term in lexicon().protected:
+        return term
+    for prefix in _PREFIXES:
+        if term.startswith(prefix) and len(term) - len(prefix) >= 3:
+            term = term[len(prefix) :]
+            break
+    for suffix in _SUFFIXES:
+        if term.endswith(suffix) and len(term) - len(suffix) >= 3:
+            return term[: -len(suffix)]
+    return term
+
+
+class StoryGrouper:
+    """Stories of the articles added within the window, with an inverted index of terms."""
+
+    def __init__(self, window: timedelta = WINDOW, catalog: Catalog | None = None) -> None:
+        self.window = window
+        self._gazetteer = _gazetteer(catalog) if catalog else _default_gazetteer()
+        self._articles: dict[str, _Article] = {}
+        self._order: deque[_Article] = deque()
+        self._postings: dict[str, deque[_Article]] = {}
+        self._df: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._articles)
+
+    def add(self, article_id: str, title: str, summary: str, published: datetime) -> Placement:
+        """Place an article (added in time order) in a story; forget what left the window."""
+        self.forget_before(published - self.window)
+        article = self._analyse(article_id, title, summary, published)
+        best: tuple[float, _Article, Explanation] | None = None
+        for other in self._candidates(article):
+            explanation = self._compare(article, other)
+            if explanation.rule == "joined" and (best is None or explanation.score > best[0]):
+                best = (explanation.score, other, explanation)
+        self._index(article)
+        if best is None:
+            return Placement(article_id, False, Explanation("new story", 0.0, None, (), ()))
+        article.story = best[1].story
+        return Placement(article.story, True, best[2])
+
+    def story_of(self, article_id: str) -> str | None:
+        """The story of an article still in the window, or None."""
+        found = self._articles.get(article_id)
+        return found.story if found else None
+
+    def forget_before(self, moment: datetime) -> None:
+        """Drop the articles published before the moment (they no longer attract others)."""
+        while self._order and self._order[0].published < moment:
+            old = self._order.popleft()
+            del self._articles[old.id]
+            for term in old.weights:
+                self._df[term] -= 1
+                postings = self._postings[term]
+                while postings and postings[0].id not in self._articles:
+                    postings.popleft()
+                if not postings:
+                    del self._postings[term], self._df[term]
+
+    def explain(
+        self, first: tuple[str, str], second: tuple[str, str], published: datetime
+    ) -> Explanation:
+        """Why two articles (title, summary) would or would not be one story, in this window."""
+        a = self._analyse("a", *first, published)
+        b = self._analyse("b", *second, published)
+        return self._compare(a, b)
+
+    # --- internals ----------------------------------------------------------------------
+
+    def _analyse(self, article_id: str, title: str, summary: str, published: datetime) -> _Article:
+        weights: dict[str, float] = {}
+        gazetteer = self._gazetteer
+        for text, weight in ((summary, SUMMARY_WEIGHT), (title, 1.0)):
+            for term in _features(text):
+                if term not in gazetteer.names:  # names count once, as their entity below
+                    weights[term] = weight
+        ids = gazetteer.matcher.match(title, summary)
+        found = {gazetteer.keys[i] for i in ids}
+        for key in found:  # «بوتن» and «بوتين», «الروسي» and «روسيا» meet as one feature
+            weights["@" + key] = 1.0
+        places = {gazetteer.keys[i] for i in ids & gazetteer.places}
+        ancestors = {a for key in places for a in _ancestors(key, gazetteer.parents)}
+        decimals = frozenset(_DECIMAL.findall(normalize(f"{title} {summary}")))
+        actors = frozenset(gazetteer.keys[i] for i in ids & gazetteer.nisba)
+        return _Article(
+            article_id, article_id, published, weights, frozenset(places - ancestors),
+            frozenset(found), decimals, actors,
+        )  # fmt: skip
+
+    def _idf(self, term: str) -> float:
+        return math.log((len(self._articles) + 50) / (self._df.get(term, 0) + 1))
+
+    def _index(self, article: _Article) -> None:
+        article.norm = _norm(article, self._idf)
+        self._articles[article.id] = article
+        self._order.append(article)
+        for term in article.weights:
+            self._df[term] = self._df.get(term, 0) + 1
+            self._postings.setdefault(term, deque()).append(article)
+
+    def _candidates(self, article: _Article) -> Iterable[_Article]:
+        """Recent articles sharing the article's rarest terms, most overlapping first."""
+        probes = sorted(article.weights, key=lambda term: self._df.get(term, 0))[:PROBES]
+        overlap: dict[str, float] = {}
+        for term in probes:
+            postings = self._postings.get(term)
+            if not postings:
+                continue
+            weight = self._idf(term)
+            for index in range(len(postings) - 1, max(-1, len(postings) - 1 - RECENT), -1):
+                other = postings[index].id
+                overlap[other] = overlap.get(other, 0.0) + weight
+        best = sorted(overlap, key=overlap.__getitem__, reverse=True)[:CANDIDATES]
+        return [self._articles[other] for other in best]
+
+    def _compare(self, a: _Article, b: _Article) -> Explanation:
+        parents = self._gazetteer.parents
+        shared_entities = tuple(sorted(a.entities & b.entities))
+        shared = [
+            (term, self._idf(term) ** 2 * a.weights[term] * b.weights[term])
+            for term in a.weights.keys() & b.weights.keys()
+        ]
+        shared.sort(key=lambda item: item[1], reverse=True)
+        norm_a = a.norm or _norm(a, self._idf)
+        norm_b = b.norm or _norm(b, self._idf)
+        names = self._gazetteer.names
+        elapsed = abs((a.published - b.published).total_seconds())
+        scale = (1.0 - 0.2 * min(1.0, elapsed / self.window.total_seconds())) / (norm_a * norm_b)
+        score = sum(weight for _, weight in shared) * scale
+        event = sum(w for t, w in shared if t[0] != "@" and t not in names) * scale
+        top = tuple((term, round(weight, 2)) for term, weight in shared[:5])
+
+        def explained(rule: str) -> Explanation:
+            return Explanation(rule, round(score, 3), b.id, shared_entities, top)
+
+        if a.places and b.places and not _compatible(a.places, b.places, parents):
+            return explained("different places")
+        if a.decimals and b.decimals and a.decimals.isdisjoint(b.decimals):
+            return explained("different magnitudes")
+        if not (a.places or b.places) and a.actors and b.actors and a.actors.isdisjoint(b.actors):
+            return explained("different countries")
+        if score < THRESHOLD:
+            return explained("below threshold")
+        if event <= 0 and len(shared_entities) < 2:  # one shared name is not one event
+            return explained("only a name shared")
+        return explained("joined")
+
+
+def _features(text: str) -> list[str]:
+    """The terms of a text for comparing events: stemmed, number words as digits."""
+    stop, numbers = _stopwords(), _numbers()
+    found = []
+    for term in terms(text):
+        stemmed = stem(term)
+        stemmed = numbers.get(stemmed, stemmed)
+        if stemmed not in stop and len(stemmed) > 1:
+            found.append(stemmed)
+    return found
+
+
+def _norm(article: _Article, idf: Callable[[str], float]) -> float:
+    return math.sqrt(sum((idf(t) * w) ** 2 for t, w in article.weights.items())) or 1.0
+
+
+def _ancestors(key: str, parents: Mapping[str, str]) -> set[str]:
+    found: set[str] = set()
+    while key in parents and parents[key] not in found:
+        key = parents[key]
+        found.add(key)
+    return found
+
+
+def _compatible(first: frozenset[str], second: frozenset[str], parents: Mapping[str, str]) -> bool:
+    """Whether some place of one is, contains or lies in some place of the other."""
+    for a in first:
+        lineage_a = _ancestors(a, parents) | {a}
+        for b in second:
+            if b in lineage_a or a in _ancestors(b, parents):
+                return True
+    return False
