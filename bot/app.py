@@ -31,7 +31,7 @@ from bot.feeds.ingest import Ingestor
 from bot.feeds.reindex import reindex_articles
 from bot.i18n import translator
 from bot.logs import quiet_noisy_loggers
-from storage.db import Database, GroupWriter, is_transient, process_holder
+from storage.db import Database, GroupWriter, LockLost, is_transient, process_holder
 from storage.deliveries import liveness_lock
 from storage.models import utcnow
 from storage.stats import count_feeds_and_readers
@@ -163,6 +163,10 @@ STOP_GRACE = 10.0
 # A task that died is started again after this pause, doubled while it keeps failing.
 RESTART_FIRST = 0.5
 RESTART_MOST = 10.0
+# A task that lost its lock (its connection cut) waits this long before trying for it
+# again, so that a process standing by (which tries every second) takes over first: the
+# one whose connection was cut is the one more likely to be in trouble.
+LOST_LOCK_PAUSE = 3.0
 
 
 def build_application(
@@ -466,14 +470,18 @@ class Runtime:
         """Run a task until it returns or the Runtime stops; if it dies, start it again."""
         while not self._halt.is_set():
             state.running = True
+            lost_lock = False
             try:
                 await run()
                 return
             except Exception as exc:
                 state.died(exc)
+                lost_lock = isinstance(exc, LockLost)
             finally:
                 state.running = False
             pause = min(RESTART_FIRST * 2.0 ** min(state.failures - 1, 10), RESTART_MOST)
+            if lost_lock:
+                pause = max(pause, LOST_LOCK_PAUSE)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._halt.wait(), pause)
             if not self._halt.is_set():

@@ -171,14 +171,14 @@ async def list_feeds_with_newest(
     session: AsyncSession,
 ) -> Sequence[tuple[Feed, datetime | None]]:
     """Every feed with when its newest article was first seen (None: it has none)."""
+    # One index lookup a feed (feed_id, first_seen_at), not a pass over the archive.
     newest = (
-        select(Article.feed_id, func.max(Article.first_seen_at).label("newest"))
-        .group_by(Article.feed_id)
-        .subquery()
+        select(func.max(Article.first_seen_at))
+        .where(Article.feed_id == Feed.id)
+        .correlate(Feed)
+        .scalar_subquery()
     )
-    rows = await session.execute(
-        select(Feed, newest.c.newest).outerjoin(newest, newest.c.feed_id == Feed.id)
-    )
+    rows = await session.execute(select(Feed, newest))
     return [(feed, _aware(value)) for feed, value in rows]
 
 

@@ -114,14 +114,16 @@ class Article(Base):
     """One story, however many times and from however many feeds it was seen."""
 
     __tablename__ = "articles"
-    __table_args__ = (Index("ix_articles_published_at_id", "published_at", "id"),)
+    __table_args__ = (
+        Index("ix_articles_published_at_id", "published_at", "id"),
+        # A feed's newest arrivals (metrics, silent-feed reports) read off the index.
+        Index("ix_articles_feed_id_first_seen_at", "feed_id", "first_seen_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     # guid, else canonical link, else a hash of source and title (see bot.feeds.ingest).
     uid: Mapped[str] = mapped_column(String(512), unique=True)
-    feed_id: Mapped[int | None] = mapped_column(
-        ForeignKey("feeds.id", ondelete="SET NULL"), index=True
-    )
+    feed_id: Mapped[int | None] = mapped_column(ForeignKey("feeds.id", ondelete="SET NULL"))
     link: Mapped[str | None] = mapped_column(String(2048), index=True)
     # The canonical link when it names one story (None when several items share it): unique,
     # so two processes storing one story from two feeds cannot both insert it.
@@ -142,8 +144,23 @@ class Article(Base):
     # False for a feed's first batch and for items older than the backlog age.
     alertable: Mapped[bool] = mapped_column(Boolean)
     breaking: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The event it reports, with the articles of other feeds that report it too (None:
+    # stored before stories were kept, until ``newsbot stories --regroup``).
+    story_id: Mapped[int | None] = mapped_column(
+        ForeignKey("stories.id", ondelete="SET NULL"), index=True
+    )
 
     feed: Mapped[Feed | None] = relationship(back_populates="articles")
+
+
+class Story(Base):
+    """One event, as reported by one or more articles (of one or several feeds)."""
+
+    __tablename__ = "stories"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    first_seen_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Chat(Base):
@@ -218,6 +235,12 @@ class Alert(Base):
     # none yet), in chat id order; ``fanned_out_at`` is set once they all are.
     fanout_cursor: Mapped[int | None] = mapped_column(BigInteger)
     fanned_out_at: Mapped[datetime | None] = mapped_column(index=True)
+    # The story it pushes: its followers get one push per story; later articles confirm it
+    # (an edit of that push) or develop it (``kind`` "development": a reply to it).
+    story_id: Mapped[int | None] = mapped_column(
+        ForeignKey("stories.id", ondelete="SET NULL"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(20), default="alert", server_default="alert")
 
 
 class Draft(Base):
@@ -243,7 +266,8 @@ class Delivery(Base):
     __tablename__ = "deliveries"
     __table_args__ = (
         UniqueConstraint("alert_id", "chat_id"),
-        Index("ix_deliveries_state_due_at", "state", "due_at"),
+        # Due rows in the order they are claimed, read off the index without a sort.
+        Index("ix_deliveries_state_due_at_id", "state", "due_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -259,6 +283,24 @@ class Delivery(Base):
     # The sender that claimed the row (its process's identity): recovery takes back only the
     # rows of senders that are gone, never those a live sender has in flight.
     claimed_by: Mapped[str | None] = mapped_column(String(64))
+    # The message Telegram made of it, once sent: what a confirmation edits and a
+    # development replies to.
+    message_id: Mapped[int | None] = mapped_column(BigInteger)
+    # Set when the story it pushed was confirmed by another outlet: the message is to be
+    # edited from then on (one pending edit per message, however many confirmations).
+    edit_due_at: Mapped[datetime | None] = mapped_column(index=True)
+
+
+class HandledUpdate(Base):
+    """An update of the bot already handled by one of its processes: Telegram delivers an
+    update again when the poller that fetched it died before confirming it, or a webhook
+    answer was lost; the second delivery is dropped."""
+
+    __tablename__ = "handled_updates"
+
+    bot_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    update_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    handled_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
 class UIState(Base):
@@ -284,6 +326,8 @@ __all__ = [
     "Delivery",
     "Draft",
     "Feed",
+    "HandledUpdate",
+    "Story",
     "Subscription",
     "Topic",
     "UIState",

@@ -2,8 +2,10 @@
 
 Pure and in memory. Each article added in time order joins the best story of the window
 whose articles report the same event, or starts a new one. Places decide (two different
-towns are two stories), names and rare words agree, numbers help; every decision comes
-with an ``Explanation`` saying why.
+towns are two stories), names and rare words agree, newsroom synonyms meet as one concept
+(``data/synonyms.json``: «مفاوضات» / «محادثات» → ``~talks``), leaders named by office meet
+their name (``data/affiliations.json``), numbers help; every decision comes with an
+``Explanation`` saying why.
 """
 
 from __future__ import annotations
@@ -24,11 +26,16 @@ from bot.text.topics import Catalog, load_catalog
 
 WINDOW = timedelta(hours=36)
 THRESHOLD = 0.3  # weighted cosine at which two articles report one event
+IDF_PRIOR = 200  # articles assumed in an empty window, so early words are not all rare
 
-SUMMARY_WEIGHT = 0.5  # a word of the summary counts half a word of the title
+SUMMARY_WEIGHT = 0.3  # a word of the summary counts 0.3 of a word of the title
 PROBES = 8  # the rarest terms of an article that look for candidates
 RECENT = 200  # the most recent articles looked at per probed term
 CANDIDATES = 24  # articles scored in full per added article
+SHOWN = 6  # shared terms an explanation lists, heaviest first
+CONCEPT_WEIGHT = 1.2  # a concept shared under two wordings is the event itself
+CONCEPT = "~"  # the prefix of a concept feature of synonyms.json, as «@» is of an entity
+_NEGATIONS = frozenset({"غير", "لا", "لن", "لم", "عدم"})
 _DECIMAL = re.compile(r"\d+\.\d+")
 _NISBA = re.compile("ي(?:|ه|ين|ون|ات)$")
 _PREFIXES = ("وال", "بال", "فال", "كال", "لل", "ال", "و", "ب", "ل", "ف")
@@ -39,7 +46,8 @@ _SUFFIXES = ("ات", "ون", "ين", "ه")
 class Explanation:
     """Why an article joined a story or started one."""
 
-    rule: str  # "joined", "different places", "different magnitudes", "below threshold" …
+    rule: str  # "joined", "different places", "different magnitudes", "different actors",
+    # "below threshold" …
     score: float
     compared_with: str | None  # the article of the story it was compared with
     shared_entities: tuple[str, ...]  # catalog and place keys both articles name
@@ -65,6 +73,9 @@ class _Article:
     entities: frozenset[str]
     decimals: frozenset[str]
     actors: frozenset[str]  # countries named only by a nisba («الأمريكي», «التركي»)
+    named: frozenset[str]  # every entity named and the places they lie in
+    acting: frozenset[str]  # every entity named and the countries its leaders act for
+    seats: frozenset[str]  # the places named, and the country of a capital («واشنطن ترفع»)
     norm: float = 0.0
 
 
@@ -76,6 +87,7 @@ class _Gazetteer:
     parents: Mapping[str, str]
     names: frozenset[str]  # the words of names: shared, they say who, not what happened
     nisba: frozenset[int]  # matcher ids of countries named by a nisba
+    capitals: frozenset[str]  # capitals, which also name their government
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +143,8 @@ def _gazetteer(catalog: Catalog) -> _Gazetteer:
             for p in topic.phrases
             if topic.kind == "country" and len(p) == 1 and _NISBA.search(p[0])
         }
+        # A one-word name counts once, as its entity, not also as a word.
+        names.update(stem(p[0]) for p in topic.phrases if len(p) == 1)
         for found, place in ((set(topic.phrases) - nisba, True), (nisba, False)):
             if found:
                 keys.append(topic.key)
@@ -149,13 +163,83 @@ def _gazetteer(catalog: Catalog) -> _Gazetteer:
             parents[key] = inside
     return _Gazetteer(
         matcher, tuple(keys), frozenset(places), parents, frozenset(names), frozenset(nisba_ids),
+        frozenset(t.key for t in catalog.topics if t.kind == "capital" and t.key in parents),
     )  # fmt: skip
 
 
 @lru_cache(maxsize=1)
 def _stopwords() -> frozenset[str]:
-    words = [*_words().stopwords, *lexicon().function_words]
+    words = [*_words().stopwords, *lexicon().function_words, *_concepts().stopwords]
     return frozenset(stem(term) for word in words for term in terms(word))
+
+
+@dataclass(frozen=True, slots=True)
+class _Concepts:
+    """bot/text/data/synonyms.json as stems: a word or phrase → its concept feature."""
+
+    words: Mapping[str, str]
+    phrases: Mapping[tuple[str, ...], str]
+    longest: int
+    stopwords: tuple[str, ...]
+
+
+@lru_cache(maxsize=1)
+def _concepts() -> _Concepts:
+    text = resources.files("bot.text").joinpath("data", "synonyms.json").read_text("utf-8")
+    raw = json.loads(text)
+    if not isinstance(raw, dict) or not isinstance(raw.get("concepts"), dict):
+        raise ValueError("bot/text/data/synonyms.json has no concepts")
+    words: dict[str, str] = {}
+    phrases: dict[tuple[str, ...], str] = {}
+    for key, entries in raw["concepts"].items():
+        for entry in entries:
+            stems = tuple(stem(term) for term in terms(str(entry)))
+            if len(stems) == 1:
+                words[stems[0]] = CONCEPT + str(key)
+            elif stems:
+                phrases[stems] = CONCEPT + str(key)
+    stopwords = tuple(map(str, raw.get("stopwords", ())))
+    return _Concepts(words, phrases, max(map(len, phrases), default=1), stopwords)
+
+
+@dataclass(frozen=True, slots=True)
+class _Affiliations:
+    """bot/text/data/affiliations.json: whom a leader acts for, and offices as phrases."""
+
+    countries: Mapping[str, str]  # a leader or body → its country
+    titles: Mapping[tuple[str, ...], str]  # an office («الرئيس الأوكراني») as stems → leader
+    longest: int
+    homographs: Mapping[str, frozenset[str]]  # «سيول» is Seoul only beside Korea
+
+
+@lru_cache(maxsize=1)
+def _affiliations() -> _Affiliations:
+    text = resources.files("bot.text").joinpath("data", "affiliations.json").read_text("utf-8")
+    raw = json.loads(text)
+    if not isinstance(raw, dict):
+        raise ValueError("bot/text/data/affiliations.json is not an object")
+    titles = {
+        tuple(stem(term) for term in terms(str(title))): str(key)
+        for key, spellings in raw["titles"].items()
+        for title in spellings
+    }
+    countries = {str(key): str(value) for key, value in raw["countries"].items()}
+    homographs = {str(k): frozenset(map(str, v)) for k, v in raw["homographs"].items()}
+    return _Affiliations(countries, titles, max(map(len, titles), default=1), homographs)
+
+
+def _titled(text: str) -> set[str]:
+    """The leaders a text names by their office."""
+    affiliations = _affiliations()
+    stems = [stem(term) for term in terms(text)]
+    found = set()
+    for index in range(len(stems)):
+        for length in range(min(affiliations.longest, len(stems) - index), 1, -1):
+            key = affiliations.titles.get(tuple(stems[index : index + length]))
+            if key:
+                found.add(key)
+                break
+    return found
 
 
 @lru_cache(maxsize=1)
@@ -242,22 +326,33 @@ class StoryGrouper:
         for text, weight in ((summary, SUMMARY_WEIGHT), (title, 1.0)):
             for term in _features(text):
                 if term not in gazetteer.names:  # names count once, as their entity below
-                    weights[term] = weight
+                    weights[term] = weight * (CONCEPT_WEIGHT if term[0] == CONCEPT else 1.0)
         ids = gazetteer.matcher.match(title, summary)
-        found = {gazetteer.keys[i] for i in ids}
+        found = {gazetteer.keys[i] for i in ids} | _titled(title) | _titled(summary)
+        homographs = _affiliations().homographs
+        for key in found & homographs.keys():
+            if found.isdisjoint(homographs[key]):
+                found.discard(key)
+                ids = {i for i in ids if gazetteer.keys[i] != key}
         for key in found:  # «بوتن» and «بوتين», «الروسي» and «روسيا» meet as one feature
             weights["@" + key] = 1.0
         places = {gazetteer.keys[i] for i in ids & gazetteer.places}
         ancestors = {a for key in places for a in _ancestors(key, gazetteer.parents)}
         decimals = frozenset(_DECIMAL.findall(normalize(f"{title} {summary}")))
         actors = frozenset(gazetteer.keys[i] for i in ids & gazetteer.nisba)
+        countries = _affiliations().countries
+        acting = found | {countries[key] for key in found if key in countries}
+        named = acting | {a for key in acting for a in _ancestors(key, gazetteer.parents)}
+        specific = places - ancestors
+        seats = specific | {gazetteer.parents[key] for key in specific & gazetteer.capitals}
         return _Article(
-            article_id, article_id, published, weights, frozenset(places - ancestors),
-            frozenset(found), decimals, actors,
+            article_id, article_id, published, weights, frozenset(specific),
+            frozenset(found), decimals, actors, frozenset(named), frozenset(acting),
+            frozenset(seats),
         )  # fmt: skip
 
     def _idf(self, term: str) -> float:
-        return math.log((len(self._articles) + 50) / (self._df.get(term, 0) + 1))
+        return math.log((len(self._articles) + IDF_PRIOR) / (self._df.get(term, 0) + 1))
 
     def _index(self, article: _Article) -> None:
         article.norm = _norm(article, self._idf)
@@ -269,7 +364,9 @@ class StoryGrouper:
 
     def _candidates(self, article: _Article) -> Iterable[_Article]:
         """Recent articles sharing the article's rarest terms, most overlapping first."""
-        probes = sorted(article.weights, key=lambda term: self._df.get(term, 0))[:PROBES]
+        # The rarest terms another article has: a term nobody has yet finds nothing.
+        seen = [term for term in article.weights if term in self._df]
+        probes = sorted(seen, key=self._df.__getitem__)[:PROBES]
         overlap: dict[str, float] = {}
         for term in probes:
             postings = self._postings.get(term)
@@ -297,17 +394,27 @@ class StoryGrouper:
         scale = (1.0 - 0.2 * min(1.0, elapsed / self.window.total_seconds())) / (norm_a * norm_b)
         score = sum(weight for _, weight in shared) * scale
         event = sum(w for t, w in shared if t[0] != "@" and t not in names) * scale
-        top = tuple((term, round(weight, 2)) for term, weight in shared[:5])
+        top = tuple((term, round(weight, 2)) for term, weight in shared[:SHOWN])
 
         def explained(rule: str) -> Explanation:
             return Explanation(rule, round(score, 3), b.id, shared_entities, top)
 
-        if a.places and b.places and not _compatible(a.places, b.places, parents):
+        # «إسرائيل تقرر» and «… في غزة», «واشنطن ترفع» and «ترامب … بكين»: a country or
+        # capital acting is not where it happened, so a place the other names is no veto.
+        if (
+            a.places
+            and b.places
+            and not _compatible(a.places, b.places, parents)
+            and a.seats.isdisjoint(b.acting)
+            and b.seats.isdisjoint(a.acting)
+        ):
             return explained("different places")
         if a.decimals and b.decimals and a.decimals.isdisjoint(b.decimals):
             return explained("different magnitudes")
         if not (a.places or b.places) and a.actors and b.actors and a.actors.isdisjoint(b.actors):
             return explained("different countries")
+        if a.named and b.named and a.named.isdisjoint(b.named):  # «الشرع» / «أمير الكويت»
+            return explained("different actors")
         if score < THRESHOLD:
             return explained("below threshold")
         if event <= 0 and len(shared_entities) < 2:  # one shared name is not one event
@@ -315,15 +422,35 @@ class StoryGrouper:
         return explained("joined")
 
 
+def _accusative(term: str) -> str:
+    """Drop the alef of tanween: «نموذجا», «صاروخا», «مرسوما» are «نموذج», «صاروخ», «مرسوم»."""
+    if len(term) >= 5 and term[-1] == "ا" and term[-2] not in "اوي":
+        return term[:-1]
+    return term
+
+
 def _features(text: str) -> list[str]:
-    """The terms of a text for comparing events: stemmed, number words as digits."""
-    stop, numbers = _stopwords(), _numbers()
+    """The terms of a text for comparing events: stemmed, number words as digits, and the
+    words and phrases of synonyms.json as their concept («محادثات», «مفاوضات» → ~talks)."""
+    stop, numbers, concepts = _stopwords(), _numbers(), _concepts()
+    stems = [_accusative(stem(term)) for term in terms(text)]
     found = []
-    for term in terms(text):
-        stemmed = stem(term)
-        stemmed = numbers.get(stemmed, stemmed)
-        if stemmed not in stop and len(stemmed) > 1:
-            found.append(stemmed)
+    index = 0
+    while index < len(stems):
+        for length in range(min(concepts.longest, len(stems) - index), 1, -1):
+            concept = concepts.phrases.get(tuple(stems[index : index + length]))
+            if concept:
+                found.append(concept)
+                index += length
+                break
+        else:
+            stemmed = numbers.get(stems[index], stems[index])
+            stemmed = concepts.words.get(stemmed, stemmed)
+            if index and stems[index - 1] in _NEGATIONS:  # «غير مباشرة» is not «مباشرة»
+                stemmed = stems[index - 1] + " " + stemmed
+            if stemmed not in stop and len(stemmed) > 1:
+                found.append(stemmed)
+            index += 1
     return found
 
 

@@ -166,7 +166,10 @@ async def test_a_sender_that_lost_its_lock_is_restarted_and_sends_again(
             timeout=15,
             what="the alert after the restart",
         )
-        assert sender.running and sender.failing_since is None
+        await wait_until(
+            _holds(lambda: sender.running and sender.failing_since is None),
+            what="the sender to count as working again",
+        )
 
 
 async def test_a_partition_leaves_a_handful_in_doubt_which_the_operator_resends(

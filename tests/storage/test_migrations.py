@@ -131,8 +131,14 @@ async def run_sync(db: Database, work: Callable[..., T], *args: Any) -> T:
 
 async def assert_kept(db: Database, expected: Rows, when: str) -> None:
     """Every row of ``expected`` is in the tables that exist now, with the same links, and
-    no row has come or gone (a table the schema no longer has takes its rows with it)."""
+    no row has come or gone (a table the schema no longer has takes its rows with it). A
+    link the revision adds starts empty."""
     observed: Rows = await run_sync(db, observe)
+    for name, rows in observed.items():
+        for key, links in rows.items():
+            before = expected.get(name, {}).get(key, {})
+            added = {column: links.pop(column) for column in set(links) - set(before)}
+            assert all(value is None for value in added.values()), f"{when}: {name} {added}"
     assert observed == {name: expected.get(name, {}) for name in observed}, when
 
 

@@ -94,7 +94,7 @@ def test_quakes_of_other_magnitudes_in_other_countries_are_other_stories() -> No
 
 
 def test_the_held_out_split_is_grouped_precisely() -> None:
-    """On the held-out stories of the labelled set, pairs grouped together are right ≥ 95%."""
+    """On the held-out stories of the labelled set, pairs grouped are right ≥ 97%, found ≥ 75%."""
     records = [json.loads(line) for line in SET.read_text("utf-8").splitlines()]
     records.sort(key=lambda record: record["published"])
     grouper = StoryGrouper()
@@ -110,5 +110,77 @@ def test_the_held_out_split_is_grouped_precisely() -> None:
     ]
     right = sum(a["story"] == b["story"] for a, b in pairs)
     truth = sum(a["story"] == b["story"] for a, b in itertools.combinations(held_out, 2))
-    assert right / len(pairs) >= 0.95
-    assert right / truth >= 0.5
+    assert right / len(pairs) >= 0.97
+    assert right / truth >= 0.75
+
+
+def test_talks_under_two_words_from_two_outlets_are_one_story() -> None:
+    """«مفاوضات» and «محادثات» are one concept: the articles join and the concept is named."""
+    grouper = StoryGrouper()
+    grouper.add("1", "استئناف مفاوضات جدة بين الجيش السوداني وقوات الدعم السريع", "", minutes(0))
+    placed = grouper.add("2", "جولة جديدة من محادثات جدة بشأن السودان", "", minutes(15))
+    assert placed.joined and placed.story_id == "1"
+    assert "~talks" in [term for term, _ in placed.explanation.shared_terms]
+
+
+def test_floods_and_torrents_in_one_country_are_one_story() -> None:
+    """«فيضانات» and «سيول», «مقتل» and «قتلى»: synonyms join, and only with the place."""
+    grouper = StoryGrouper()
+    grouper.add("1", "مقتل 12 شخصا في فيضانات تضرب شمال إيطاليا", "", minutes(0))
+    placed = grouper.add("2", "سيول في إيطاليا توقع 12 قتيلا", "", minutes(40))
+    assert placed.joined and placed.story_id == "1"
+    assert "italy" in placed.explanation.shared_entities
+    assert not grouper.add("3", "سيول في اليابان توقع 12 قتيلا", "", minutes(50)).joined
+
+
+def test_a_drone_attack_reworded_joins_its_story() -> None:
+    """«هجوم بالمسيرات» and «طائرات مسيرة» on one city are one event."""
+    grouper = StoryGrouper()
+    grouper.add("1", "روسيا تشن هجوما واسعا بالمسيرات على العاصمة الأوكرانية كييف", "", minutes(0))
+    title = "مقتل ثلاثة أشخاص في هجوم روسي بطائرات مسيرة على كييف"
+    placed = grouper.add("2", title, "", minutes(15))
+    assert placed.joined and placed.story_id == "1"
+    shared = [term for term, _ in placed.explanation.shared_terms]
+    assert "~drone" in shared and "@kyiv" in shared
+
+
+def test_a_leader_named_by_office_is_the_leader() -> None:
+    """«الرئيس الأوكراني» names Zelensky, so his visit joins the story that names him."""
+    grouper = StoryGrouper()
+    grouper.add("1", "زيلنسكي يصل إلى واشنطن للقاء ترمب", "", minutes(0))
+    placed = grouper.add("2", "الرئيس الأوكراني يلتقي ترامب في واشنطن", "", minutes(25))
+    assert placed.joined and "zelensky" in placed.explanation.shared_entities
+
+
+def test_a_country_acting_is_not_a_place_that_differs() -> None:
+    """«واشنطن ترفع الرسوم» and «ترامب … مع بكين»: capitals as governments are no place veto."""
+    grouper = StoryGrouper()
+    explanation = grouper.explain(
+        ("واشنطن ترفع الرسوم الجمركية على الواردات الصينية", ""),
+        ("الرئيس الأمريكي ترامب يفرض رسوما جمركية على السلع الصينية ويتحدى بكين", ""),
+        NOON,
+    )
+    assert explanation.rule != "different places"
+    assert "china" in explanation.shared_entities
+
+
+def test_the_same_decree_by_two_leaders_is_two_stories() -> None:
+    """Shared event words under disjoint actors (Syria, Kuwait) do not make one story."""
+    grouper = StoryGrouper()
+    explanation = grouper.explain(
+        ("الرئيس السوري أحمد الشرع يصدر مرسوما بتشكيل هيئة", ""),
+        ("أمير الكويت يصدر مرسوما بتشكيل حكومة جديدة", ""),
+        NOON,
+    )
+    assert explanation.rule == "different actors"
+
+
+def test_indirect_talks_are_not_direct_talks() -> None:
+    """A negated word («غير مباشرة») is not the word itself."""
+    grouper = StoryGrouper()
+    explanation = grouper.explain(
+        ("خامنئي: لا مفاوضات مباشرة مع الولايات المتحدة", ""),
+        ("مسقط تحتضن جولة محادثات غير مباشرة بين طهران وواشنطن", ""),
+        NOON,
+    )
+    assert "مباشر" not in [term for term, _ in explanation.shared_terms]
