@@ -146,9 +146,9 @@ class Article(Base):
     breaking: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # The event it reports, with the articles of other feeds that report it too (None:
     # stored before stories were kept, until ``newsbot stories --regroup``).
-    story_id: Mapped[int | None] = mapped_column(
-        ForeignKey("stories.id", ondelete="SET NULL"), index=True
-    )
+    # A plain column, no foreign key (SQLite cannot add one to a table without copying it,
+    # see migration 0009); stories are never deleted.
+    story_id: Mapped[int | None] = mapped_column(index=True)
 
     feed: Mapped[Feed | None] = relationship(back_populates="articles")
 
@@ -237,9 +237,7 @@ class Alert(Base):
     fanned_out_at: Mapped[datetime | None] = mapped_column(index=True)
     # The story it pushes: its followers get one push per story; later articles confirm it
     # (an edit of that push) or develop it (``kind`` "development": a reply to it).
-    story_id: Mapped[int | None] = mapped_column(
-        ForeignKey("stories.id", ondelete="SET NULL"), index=True
-    )
+    story_id: Mapped[int | None] = mapped_column(index=True)  # no foreign key: see Article
     kind: Mapped[str] = mapped_column(String(20), default="alert", server_default="alert")
 
 

@@ -20,8 +20,8 @@ depends_on: str | Sequence[str] | None = None
 
 # Plain ALTER TABLE ... ADD/DROP COLUMN, never a batch copy of a table: on SQLite with
 # foreign keys on, dropping the copied table would cascade (see 0003). SQLite cannot add
-# a constraint to a table, nor drop a column that one names: there the story columns are
-# plain integers (stories are never deleted, so SET NULL never has anything to do).
+# a constraint to a table, nor drop a column that one names: the story columns are plain
+# integers on both backends (stories are never deleted, so a link never dangles).
 
 
 def upgrade() -> None:
@@ -34,18 +34,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_stories")),
     )
     op.create_index(op.f("ix_stories_first_seen_at"), "stories", ["first_seen_at"], unique=False)
-    sqlite = op.get_bind().dialect.name == "sqlite"
     for table in ("articles", "alerts"):
         op.add_column(table, sa.Column("story_id", sa.Integer(), nullable=True))
-        if not sqlite:
-            op.create_foreign_key(
-                op.f(f"fk_{table}_story_id_stories"),
-                table,
-                "stories",
-                ["story_id"],
-                ["id"],
-                ondelete="SET NULL",
-            )
         op.create_index(op.f(f"ix_{table}_story_id"), table, ["story_id"], unique=False)
     op.add_column(
         "alerts", sa.Column("kind", sa.String(length=20), server_default="alert", nullable=False)
@@ -65,8 +55,6 @@ def downgrade() -> None:
     op.drop_column("alerts", "kind")
     for table in ("alerts", "articles"):
         op.drop_index(op.f(f"ix_{table}_story_id"), table_name=table)
-        if op.get_bind().dialect.name != "sqlite":
-            op.drop_constraint(op.f(f"fk_{table}_story_id_stories"), table, type_="foreignkey")
         op.drop_column(table, "story_id")
     op.drop_index(op.f("ix_stories_first_seen_at"), table_name="stories")
     op.drop_table("stories")
