@@ -5,18 +5,28 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from telegram import Bot, BotCommand, BotCommandScopeChat
+from telegram import Bot, BotCommand, BotCommandScopeChat, Update
 from telegram.error import TelegramError
 from telegram.ext import (
     CallbackQueryHandler,
     ChatMemberHandler,
     CommandHandler,
     MessageHandler,
+    TypeHandler,
     filters,
 )
 
 from bot.i18n import translator
-from handlers import editor, errors, membership, search, settings, start, topics
+from handlers import (
+    editor,
+    errors,
+    membership,
+    redelivery,
+    search,
+    settings,
+    start,
+    topics,
+)
 from handlers.context import NewsbotApplication
 
 log = logging.getLogger(__name__)
@@ -28,6 +38,8 @@ NEW = filters.UpdateType.MESSAGE
 
 def register(application: NewsbotApplication) -> None:
     """Every handler, in the order it is tried (the first that matches an update wins)."""
+    # First, in a group of its own: an update Telegram delivered again is dropped.
+    application.add_handler(TypeHandler(Update, redelivery.drop_redelivered), group=-1)
     application.add_handlers(
         [
             # Readers.

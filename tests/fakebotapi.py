@@ -749,6 +749,8 @@ class FakeBotAPI:
         # Updates for getUpdates.
         self._updates: deque[JSON] = deque()
         self._next_update_id = 1
+        # Every update injected, by id: what a test delivers again, as Telegram may.
+        self.injected: dict[int, JSON] = {}
         self._allowed_updates: frozenset[str] | None = None
         self._poller: object | None = None
         self.polls_waiting = 0  # getUpdates requests being answered right now
@@ -946,6 +948,7 @@ class FakeBotAPI:
         update_id = self._next_update_id
         self._next_update_id += 1
         self._updates.append({"update_id": update_id, **update})
+        self.injected[update_id] = {"update_id": update_id, **update}
         self._new_update.notify()
         self._changed.notify()
         return update_id

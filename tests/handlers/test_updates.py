@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+from telegram import Update
+
 from storage.subscriptions import list_chat_topic_keys
 from tests.botharness import RunningBot
 
@@ -39,3 +41,18 @@ async def test_a_flooding_chat_does_not_hold_up_the_others(newsbot: RunningBot) 
     assert "/follow" in answer.plain
     await asyncio.sleep(1.0)
     assert 8 <= len(newsbot.fake.messages_to(flooder)) < 40
+
+
+async def test_an_update_delivered_again_is_handled_once(newsbot: RunningBot) -> None:
+    """Telegram sends an update again when the process that fetched it died before
+    confirming it (or a webhook's answer was lost): the reader is not answered twice, and
+    the updates after it are handled as usual."""
+    chat = 7171
+    update_id = newsbot.fake.send_text(chat, "/follow روسيا", language_code="en")
+    (reply,) = await newsbot.fake.wait_for_messages(chat, 1, timeout=5)
+    assert reply.plain.startswith("✓")
+    again = Update.de_json(newsbot.fake.injected[update_id], newsbot.application.bot)
+    await newsbot.application.process_update(again)
+    (answer,) = await newsbot.say(chat, "/topics", language_code="en")
+    assert len(newsbot.fake.messages_to(chat)) == 2  # the follow's reply, then this one
+    assert "Russia" in answer.plain
