@@ -26,8 +26,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from aiohttp import web  # noqa: E402
+from ingest import serve_documents  # noqa: E402
 from sqlalchemy import insert, update  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
@@ -51,33 +52,7 @@ def serve(port_queue: Any, feeds: int) -> None:
         for n in range(feeds)
     }
     etags = {path: f'"{n:x}"' for n, path in enumerate(documents)}
-    hits = [0]
-
-    async def handle(request: web.Request) -> web.Response:
-        path = request.match_info["path"]
-        if path == "_hits":
-            return web.Response(text=str(hits[0]))
-        hits[0] += 1
-        body, etag = documents.get(path), etags.get(path)
-        if body is None or etag is None:
-            return web.Response(status=404)
-        if request.headers.get("If-None-Match") == etag:
-            return web.Response(status=304, headers={"ETag": etag})
-        return web.Response(
-            body=body, headers={"ETag": etag, "Content-Type": "application/rss+xml; charset=utf-8"}
-        )
-
-    async def main() -> None:
-        app = web.Application()
-        app.router.add_get("/{path}", handle)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=4096)
-        await site.start()
-        port_queue.put(runner.addresses[0][1])
-        await asyncio.Event().wait()
-
-    asyncio.run(main())
+    serve_documents(documents, etags, port_queue.put, hits=[0])
 
 
 async def server_hits(port: int) -> int:

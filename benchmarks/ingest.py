@@ -87,13 +87,31 @@ def serve(port_queue: Any, feeds: int, items: int) -> None:
     now = time.time()
     documents = {f"feed{n}.xml": make_feed(n, items, titles, now) for n in range(feeds)}
     etags = {path: f'"{hash(body) & 0xFFFFFFFF:x}"' for path, body in documents.items()}
+    size = sum(map(len, documents.values()))
+    serve_documents(documents, etags, lambda port: port_queue.put((port, size)), backlog=1024)
+
+
+def serve_documents(
+    documents: dict[str, bytes],
+    etags: dict[str, str],
+    ready: Callable[[int], None],
+    *,
+    hits: list[int] | None = None,
+    backlog: int = 4096,
+) -> None:
+    """Serve ``documents`` by path with their ETags (304 when the client has it) until the
+    process ends; ``ready`` hears the port. With ``hits``, counts the requests and answers
+    ``/_hits`` with the count."""
 
     async def handle(request: web.Request) -> web.Response:
         path = request.match_info["path"]
-        body = documents.get(path)
-        if body is None:
+        if hits is not None:
+            if path == "_hits":
+                return web.Response(text=str(hits[0]))
+            hits[0] += 1
+        body, etag = documents.get(path), etags.get(path)
+        if body is None or etag is None:
             return web.Response(status=404)
-        etag = etags[path]
         if request.headers.get("If-None-Match") == etag:
             return web.Response(status=304, headers={"ETag": etag})
         return web.Response(
@@ -105,9 +123,9 @@ def serve(port_queue: Any, feeds: int, items: int) -> None:
         app.router.add_get("/{path}", handle)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
+        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=backlog)
         await site.start()
-        port_queue.put((runner.addresses[0][1], sum(map(len, documents.values()))))
+        ready(runner.addresses[0][1])
         await asyncio.Event().wait()
 
     asyncio.run(main())

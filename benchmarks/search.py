@@ -393,9 +393,9 @@ def report(
         print(f"  {kind:<14}{len(values):>4}{p50:>9.2f}{p95:>9.2f}{max(values):>9.2f}")
 
 
-async def main() -> None:
-    """Build, load, measure, print."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def arguments(description: str) -> argparse.ArgumentParser:
+    """The options of the search benchmarks: archive size, seed, which backends."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--articles", type=int, default=200_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
@@ -406,7 +406,12 @@ async def main() -> None:
     )
     parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument("--skip-postgres", action="store_true")
-    args = parser.parse_args()
+    return parser
+
+
+async def main() -> None:
+    """Build, load, measure, print."""
+    args = arguments(__doc__.splitlines()[0]).parse_args()
 
     print("command:", " ".join([Path(sys.executable).name, *sys.argv]))
     started = time.perf_counter()

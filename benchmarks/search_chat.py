@@ -16,7 +16,6 @@ functions the measured pass spent most time in (cProfile).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import cProfile
 import io
@@ -39,6 +38,7 @@ from sqlalchemy.engine import make_url  # noqa: E402
 from benchmarks.search import (  # noqa: E402
     NOW,
     _connect,
+    arguments,
     build_queries,
     counted,
     iter_rows,
@@ -132,17 +132,7 @@ def _print_profile(profiler: cProfile.Profile) -> None:
 
 async def main() -> None:
     """Seed, run the bot, measure, print."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--articles", type=int, default=200_000)
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument(
-        "--postgres-url",
-        default=os.environ.get("NEWSBOT_TEST_POSTGRES_URL")
-        or "postgresql://postgres@127.0.0.1:5432/postgres",
-        help="a server on which a scratch database may be created (and is dropped after)",
-    )
-    parser.add_argument("--skip-sqlite", action="store_true")
-    parser.add_argument("--skip-postgres", action="store_true")
+    parser = arguments(__doc__.splitlines()[0])
     parser.add_argument("--profile", action="store_true", help="print where the time went")
     args = parser.parse_args()
     print("command:", " ".join([Path(sys.executable).name, *sys.argv]))
