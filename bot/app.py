@@ -29,6 +29,7 @@ from bot.feeds.fetch import Fetcher, FetchLimits
 from bot.feeds.indexing import ready
 from bot.feeds.ingest import Ingestor
 from bot.feeds.reindex import reindex_articles
+from bot.feeds.stories import StoryAssigner
 from bot.i18n import translator
 from bot.logs import quiet_noisy_loggers
 from storage.db import Database, GroupWriter, LockLost, is_transient, process_holder
@@ -113,6 +114,7 @@ async def open_core(
                     max_backoff=timedelta(seconds=settings.max_backoff),
                     parse_pool=pool,
                     on_new=fanout,
+                    stories=StoryAssigner(settings.story_window),
                     markers=settings.breaking_markers,
                 )
                 try:
@@ -300,7 +302,12 @@ class Runtime:
 
         settings = self._settings
         topics = Topics()
-        fanout = Fanout(topics, on_alert=self._wake_sender)
+        fanout = Fanout(
+            topics,
+            on_alert=self._wake_sender,
+            edit_for=settings.story_edit_for,
+            edit_most=settings.story_edit_chats,
+        )
         core = await self._stack.enter_async_context(open_core(settings, fanout=fanout))
         if core.parse_pool is not None:
             # Start the parse workers now: the first breaking story must not wait for them.
@@ -328,6 +335,8 @@ class Runtime:
             # sent to find out would be left in doubt.
             probe=application.bot.get_me,
             holder=self.holder,
+            edit=deliver.edit,
+            edit_for=settings.story_edit_for,
         )
         application.bot_data.services = Services(
             db=core.db,

@@ -72,6 +72,12 @@ class Settings(BaseSettings):
         gt=0,
         description="Items older than this many hours are stored but never alert.",
     )
+    story_window_hours: float = Field(
+        default=36.0,
+        gt=0,
+        le=24 * 30,
+        description="Hours within which articles of several feeds may join one story.",
+    )
     fetch_timeout: float = Field(
         default=30.0, gt=0, description="Seconds one feed request may take in all."
     )
@@ -111,6 +117,17 @@ class Settings(BaseSettings):
     )
     stale_hours: float = Field(
         default=2.0, gt=0, description="Alerts still unsent after this many hours are dropped."
+    )
+    story_edit_hours: float = Field(
+        default=6.0,
+        ge=0,
+        description="A story's alerts are edited to name the outlets confirming it for this "
+        "many hours after it was first pushed (0: never).",
+    )
+    story_edit_chats: int = Field(
+        default=1200,
+        ge=0,
+        description="A story's alerts are edited only if it reached at most this many chats.",
     )
     breaking_markers: Annotated[tuple[str, ...], NoDecode] = Field(
         default=DEFAULT_MARKERS,
@@ -246,9 +263,19 @@ class Settings(BaseSettings):
         return [value for value in (token, self.webhook_secret_token) if value]
 
     @property
+    def story_edit_for(self) -> timedelta:
+        """How long after a story's push its alerts are edited for confirmations."""
+        return timedelta(hours=self.story_edit_hours)
+
+    @property
     def stale_age(self) -> timedelta:
         """Age beyond which an unsent alert is no longer news."""
         return timedelta(hours=self.stale_hours)
+
+    @property
+    def story_window(self) -> timedelta:
+        """How far back an article may find the story it reports."""
+        return timedelta(hours=self.story_window_hours)
 
     @property
     def backlog_age(self) -> timedelta:

@@ -260,6 +260,15 @@ def _send_families(sends: SendStats) -> Iterator[Metric]:
     family.add_metric(["failed"], sends.failed)
     family.add_metric(["in_doubt"], sends.in_doubt)
     yield family
+    edits = CounterMetricFamily(
+        "newsbot_edits",
+        "Sent alerts this process edited to name the outlets that confirmed their story, "
+        "by outcome: edited (or already current), failed (the message gone or too old).",
+        labels=["outcome"],
+    )
+    edits.add_metric(["edited"], sends.edited)
+    edits.add_metric(["failed"], sends.edit_failed)
+    yield edits
 
 
 def _fetch_families(fetches: FetchStats) -> Iterator[Metric]:

@@ -59,7 +59,9 @@ def register(application: NewsbotApplication) -> None:
             CallbackQueryHandler(topics.browse, pattern=r"^browse:(?:new|\d:\d{1,3})$"),
             CallbackQueryHandler(topics.unfollow_button, pattern=r"^unfollow:\d{1,19}$"),
             CallbackQueryHandler(settings.language_button, pattern=r"^lang:[a-z]{2}$"),
-            CallbackQueryHandler(search.turn_page, pattern=r"^search:[\w-]{1,16}:\d{1,4}$"),
+            CallbackQueryHandler(
+                search.turn_page, pattern=r"^search:[\w-]{1,16}:\d{1,4}(?::\d{1,12})?$"
+            ),
             # Editors: each handler refuses anyone else itself, politely.
             CommandHandler("alert", editor.alert, filters=NEW),
             CallbackQueryHandler(

@@ -1,7 +1,7 @@
-"""The newsroom editors' commands: /alert with a preview to confirm, /feeds, /addfeed,
-/removefeed and /stats. They answer in an editor's private chat only, never in a group,
-and never show the credentials a feed's address may carry. Anyone else is refused
-politely and nothing happens.
+"""The newsroom editors' commands: /alert (or a story's update, ``/alert #story:ID TEXT``)
+with a preview to confirm, /feeds, /addfeed, /removefeed and /stats. They answer in an
+editor's private chat only, never in a group, and never show the credentials a feed's
+address may carry. Anyone else is refused politely and nothing happens.
 """
 
 from __future__ import annotations
@@ -23,7 +23,15 @@ from bot.feeds.admin import FeedAddError, FeedAddReason, add_feed_and_fetch, fin
 from bot.services import Services
 from bot.text.topics import ResolvedTopic, resolve
 from handlers.context import Context, Reader, is_private, reader
-from storage.alerts import AlertRecord, Audience, add_alert, count_audience, fan_out
+from storage.alerts import (
+    DEVELOPMENT,
+    AlertRecord,
+    Audience,
+    add_alert,
+    count_audience,
+    count_story_readers,
+    fan_out,
+)
 from storage.deliveries import CLAIMED, DROPPED, FAILED, PENDING, SENDING, SENT, UNKNOWN
 from storage.drafts import add_draft, get_draft, take_draft
 from storage.feeds import list_feeds_with_counts
@@ -40,6 +48,10 @@ DRAFT_LIFETIME = timedelta(hours=1)
 MESSAGE_LIMIT = 4000  # a little under Telegram's 4,096, for the lines joining the pieces
 _NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 _BREAKING_WORDS = frozenset({"breaking", "عاجل"})
+# `/alert #story:ID TEXT` sends TEXT as an update of that story to the chats it reached.
+# Its draft keeps "story:ID" where a topic's key would be (no topic key has that form).
+_STORY = re.compile(r"#story:(\d{1,18})\s*", re.IGNORECASE)
+STORY_PREFIX = "story:"
 # A feed's address may carry credentials: a user and password before the host, or a key in
 # a parameter. What an editor is shown hides them (the feed is still fetched with them).
 HIDDEN = "***"
@@ -80,6 +92,9 @@ async def alert(update: Update, context: Context) -> None:
         return
     _, ngettext = r.gettext, r.ngettext
     text, hashtag = _alert_text(message.text or "")
+    story = _STORY.match(text)
+    if story is not None:
+        text, hashtag = text[story.end() :].strip(), ""
     if not text:
         await message.reply_text(
             _(
@@ -95,6 +110,9 @@ async def alert(update: Update, context: Context) -> None:
         )
         return
     services = context.services
+    if story is not None:
+        await _prepare_update(update, context, r, text, int(story.group(1)))
+        return
     topic: ResolvedTopic | None = None
     if hashtag:
         resolved = resolve(hashtag, services.topics.catalog)
@@ -133,7 +151,62 @@ async def alert(update: Update, context: Context) -> None:
             count,
         )
     label = topic_label(topic.key, r.language, services.topics.catalog) if topic else ""
-    buttons = InlineKeyboardMarkup(
+    buttons = _send_or_cancel(r, draft_id)
+    await message.reply_text(
+        _preview(services, r, draft, now, question.format(count=count, topic=label)),
+        parse_mode=ParseMode.HTML,
+        reply_markup=buttons,
+        link_preview_options=_NO_PREVIEW,
+    )
+
+
+async def _prepare_update(
+    update: Update, context: Context, r: Reader, text: str, story_id: int
+) -> None:
+    """Preview an editor's update of a story, to the chats the story reached (loud: the
+    editor's choice), with buttons to send or cancel."""
+    message = update.effective_message
+    user = update.effective_user
+    assert message is not None and user is not None  # noqa: S101 - alert() checked them
+    _, ngettext = r.gettext, r.ngettext
+    services = context.services
+    now = services.clock()
+    async with services.db.transaction() as session:
+        count = await count_story_readers(session, story_id, now)
+        if not count:
+            draft = None
+        else:
+            draft = await add_draft(
+                session,
+                editor_id=user.id,
+                text=text,
+                topic_key=f"{STORY_PREFIX}{story_id}",
+                topic_label=None,
+                now=now,
+                expires_at=now + DRAFT_LIFETIME,
+            )
+    if draft is None:
+        await message.reply_text(
+            _("Story {id} reached nobody: no update was prepared.").format(id=story_id)
+        )
+        return
+    question = ngettext(
+        "Send this update of story {id} to the {count} chat it reached?",
+        "Send this update of story {id} to the {count} chats it reached?",
+        count,
+    ).format(id=story_id, count=count)
+    await message.reply_text(
+        _preview(services, r, draft, now, question),
+        parse_mode=ParseMode.HTML,
+        reply_markup=_send_or_cancel(r, draft.id),
+        link_preview_options=_NO_PREVIEW,
+    )
+
+
+def _send_or_cancel(r: Reader, draft_id: str) -> InlineKeyboardMarkup:
+    """The preview's buttons."""
+    _ = r.gettext
+    return InlineKeyboardMarkup(
         [
             [
                 InlineKeyboardButton(_("Send"), callback_data=f"alert:send:{draft_id}"),
@@ -141,12 +214,12 @@ async def alert(update: Update, context: Context) -> None:
             ]
         ]
     )
-    await message.reply_text(
-        _preview(services, r, draft, now, question.format(count=count, topic=label)),
-        parse_mode=ParseMode.HTML,
-        reply_markup=buttons,
-        link_preview_options=_NO_PREVIEW,
-    )
+
+
+def _story_of(draft: Draft) -> int | None:
+    """The story a draft updates, if it is an update."""
+    key = draft.topic_key or ""
+    return int(key.removeprefix(STORY_PREFIX)) if key.startswith(STORY_PREFIX) else None
 
 
 class Press(Enum):
@@ -226,6 +299,20 @@ async def _decide(
         return draft, Press.EXPIRED, 0
     if action == "cancel":
         return draft, Press.CANCELLED, 0
+    story_id = _story_of(draft)
+    if story_id is not None:
+        count = await count_story_readers(session, story_id, now)
+        alert_id = await add_alert(
+            session,
+            Audience(),
+            now,
+            text=draft.text,
+            created_by=draft.editor_id,
+            story_id=story_id,
+            kind=DEVELOPMENT,
+        )
+        await fan_out(session, alert_id, now, INLINE_DELIVERIES)
+        return draft, Press.SENT, count
     audience = await _audience(session, draft.topic_key)
     count = await count_audience(session, audience, now)
     alert_id = await add_alert(
@@ -254,6 +341,21 @@ async def _audience(session: AsyncSession, topic_key: str | None) -> Audience:
 
 def _preview(services: Services, r: Reader, draft: Draft, now: datetime, note: str) -> str:
     """The alert exactly as readers of this language will see it, then a note."""
+    if _story_of(draft) is not None:  # an update of a story: a reply to its readers' alert
+        update = AlertRecord(
+            id=0,
+            title=draft.text,
+            summary="",
+            categories=(),
+            link=None,
+            source=None,
+            published=now,
+            topics=(),
+            by_editor=True,
+        )
+        view = alert_view(update, language=r.language, markers=services.markers, development=True)
+        rendered = render_alert(view, language=r.language, zone=services.zone)
+        return f"{rendered}\n\n— — —\n{html.escape(note)}"
     record = AlertRecord(
         id=0,
         title=draft.text,

@@ -12,11 +12,22 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, exists, false, func, literal, or_, select, true, update
+from sqlalchemy import (
+    ColumnElement,
+    exists,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    true,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.db import dialect_insert
-from storage.deliveries import PENDING
+from storage.db import dialect_insert, lock_key
+from storage.deliveries import CLAIMED, PENDING, SENDING, SENT, UNKNOWN
 from storage.models import (
     Alert,
     Article,
@@ -27,6 +38,13 @@ from storage.models import (
     Topic,
     UTCDateTime,
 )
+
+# Kinds of alert: the push of a story (its first article, or a later one reaching chats the
+# story had not reached), and a development (a later article that adds to the story: a
+# reply to each reader's first message of the story).
+ALERT, DEVELOPMENT = "alert", "development"
+# The deliveries that reached, or are reaching, their chat (a development follows them).
+_REACHING = (PENDING, CLAIMED, SENDING, SENT, UNKNOWN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +60,9 @@ class AlertRecord:
     published: datetime
     topics: tuple[str, ...]
     by_editor: bool
+    story_id: int | None = None
+    kind: str = ALERT  # ALERT, or DEVELOPMENT: a later article of a story that adds to it
+    feed_id: int | None = None  # the feed of its article (None for an editor's alert)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +72,8 @@ class NewArticle:
     id: int
     title: str
     summary: str
+    story_id: int | None = None
+    feed_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +105,14 @@ async def add_alert(
     text: str | None = None,
     created_by: int | None = None,
     topics: Sequence[str] = (),
+    story_id: int | None = None,
+    kind: str = ALERT,
 ) -> int:
-    """Record an alert whose deliveries :func:`fan_out` is to write; its id."""
+    """Record an alert whose deliveries :func:`fan_out` is to write; its id.
+
+    With ``story_id`` its fan-out follows the story: a chat the story already reached gets
+    no second push (an ALERT skips it), and a DEVELOPMENT goes to those chats too.
+    """
     alert = Alert(
         article_id=article_id,
         text=text,
@@ -93,6 +122,8 @@ async def add_alert(
         to_topic_ids=sorted(audience.topic_ids),
         to_all_breaking=audience.all_breaking,
         to_everyone=audience.everyone,
+        story_id=story_id,
+        kind=kind,
     )
     session.add(alert)
     await session.flush()
@@ -110,15 +141,33 @@ async def fan_out(
     the write transaction already serialises them) and each reads the cursor the other left.
     """
     query = select(
-        Alert.fanout_cursor, Alert.to_topic_ids, Alert.to_all_breaking, Alert.to_everyone
+        Alert.fanout_cursor,
+        Alert.to_topic_ids,
+        Alert.to_all_breaking,
+        Alert.to_everyone,
+        Alert.story_id,
+        Alert.kind,
     ).where(Alert.id == alert_id, Alert.fanned_out_at.is_(None))
-    if session.get_bind().dialect.name == "postgresql":
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres:
         query = query.with_for_update(skip_locked=True)
     row = (await session.execute(query)).one_or_none()
     if row is None:
         return None
-    cursor, topic_ids, all_breaking, everyone = row
-    chats = [audience_filter(Audience(tuple(topic_ids), all_breaking, everyone), now)]
+    cursor, topic_ids, all_breaking, everyone, story_id, kind = row
+    wanted = Audience(tuple(topic_ids), all_breaking, everyone)
+    if story_id is None:
+        chats = [audience_filter(wanted, now)]
+    else:
+        if postgres:
+            # The alerts of one story fan out one at a time (each chunk waits for the other
+            # story alerts' chunks to commit), so each sees the chats the others reached.
+            await session.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"),
+                {"key": lock_key(f"newsbot-story-{story_id}")},
+            )
+        others = [each for each in await _story_alert_ids(session, story_id) if each != alert_id]
+        chats = [_story_filter(wanted, now, kind, others)]
     if cursor is not None:
         chats.append(Chat.id > cursor)
     # The chunk's last chat: the index on chats walked once, not the whole audience sorted.
@@ -140,6 +189,37 @@ async def fan_out(
     progress = {"fanout_cursor": last} if last is not None else {"fanned_out_at": now}
     await session.execute(update(Alert).where(Alert.id == alert_id).values(**progress))
     return FanOutStep(made=made, done=last is None)
+
+
+async def _story_alert_ids(session: AsyncSession, story_id: int) -> list[int]:
+    """The alerts of a story (a handful): its push, later pushes, developments."""
+    query = select(Alert.id).where(Alert.story_id == story_id).order_by(Alert.id)
+    return list((await session.scalars(query)).all())
+
+
+def _story_filter(
+    audience: Audience, now: datetime, kind: str, others: Sequence[int]
+) -> ColumnElement[bool]:
+    """The chats an alert of a story goes to, given the story's other alerts: a push only
+    to chats of its audience the story has not reached yet (one push per story); a
+    development to its audience and to every chat the story reached.
+
+    The story's other alerts are a handful of ids, so each test is an index lookup per
+    chat (the (alert, chat) unique key, or the chat index: on PostgreSQL a merge anti-join
+    in chat id order), chats are walked in id order whatever the audience's size, and no
+    set of the story's readers is ever built."""
+    chats = audience_filter(audience, now)
+    if not others:
+        return chats
+    if kind == DEVELOPMENT:
+        reached = exists().where(
+            Delivery.chat_id == Chat.id,
+            Delivery.alert_id.in_(others),
+            Delivery.state.in_(_REACHING),
+        )
+        return or_(chats, audience_filter(Audience(everyone=True), now) & reached)
+    reached = exists().where(Delivery.chat_id == Chat.id, Delivery.alert_id.in_(others))
+    return chats & ~reached
 
 
 async def list_fanning_out(session: AsyncSession) -> list[int]:
@@ -217,7 +297,7 @@ async def list_alertable(session: AsyncSession, article_ids: Sequence[int]) -> l
     if not article_ids:
         return []
     query = (
-        select(Article.id, Article.title, Article.summary)
+        select(Article.id, Article.title, Article.summary, Article.story_id, Article.feed_id)
         .outerjoin(Alert, Alert.article_id == Article.id)
         .where(
             Article.id.in_(article_ids),
@@ -281,24 +361,173 @@ async def _records(
             published=article.published_at if article else alert.created_at,
             topics=tuple(alert.topics),
             by_editor=article is None,
+            story_id=alert.story_id,
+            kind=alert.kind,
+            feed_id=article.feed_id if article else None,
         )
         for alert, article, name, title, url in await session.execute(query)
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class Outlet:
+    """A feed that reported a story: its name and the link of its first article of it."""
+
+    feed_id: int
+    name: str
+    link: str | None
+
+
+async def list_story_outlets(session: AsyncSession, story_id: int) -> list[Outlet]:
+    """The feeds that reported the story, in the order they first did."""
+    query = (
+        select(Article.feed_id, Feed.name, Feed.title, Feed.url, Article.link)
+        .join(Feed, Feed.id == Article.feed_id)
+        .where(Article.story_id == story_id)
+        .order_by(Article.first_seen_at, Article.id)
+    )
+    outlets: dict[int, Outlet] = {}
+    for feed_id, name, title, url, link in await session.execute(query):
+        if feed_id is not None and feed_id not in outlets:
+            outlets[feed_id] = Outlet(feed_id, name or title or url, link)
+    return list(outlets.values())
+
+
+async def list_story_texts(
+    session: AsyncSession, story_id: int, before_article: int, limit: int = 20
+) -> list[tuple[str, str]]:
+    """The titles and summaries of the story's articles stored before this one, newest
+    first (at most ``limit``)."""
+    query = (
+        select(Article.title, Article.summary)
+        .where(Article.story_id == story_id, Article.id < before_article)
+        .order_by(Article.id.desc())
+        .limit(limit)
+    )
+    return [(title, summary) for title, summary in await session.execute(query)]
+
+
+async def list_story_feeds(
+    session: AsyncSession, story_id: int, except_articles: Collection[int]
+) -> set[int | None]:
+    """The feeds of the story's articles, but these."""
+    query = select(Article.feed_id).where(
+        Article.story_id == story_id, Article.id.not_in(except_articles)
+    )
+    return set((await session.scalars(query.distinct())).all())
+
+
+async def list_story_members(
+    session: AsyncSession, article_ids: Sequence[int]
+) -> list[tuple[int, int, int | None]]:
+    """Of these articles, those in a story: (article, story, feed)."""
+    if not article_ids:
+        return []
+    query = (
+        select(Article.id, Article.story_id, Article.feed_id)
+        .where(Article.id.in_(article_ids), Article.story_id.is_not(None))
+        .order_by(Article.id)
+    )
+    return [
+        (article, story, feed)
+        for article, story, feed in await session.execute(query)
+        if story is not None
+    ]
+
+
+async def count_story_readers(session: AsyncSession, story_id: int, now: datetime) -> int:
+    """How many chats that receive alerts now the story reached (a development's audience)."""
+    others = await _story_alert_ids(session, story_id)
+    if not others:
+        return 0
+    chats = _story_filter(Audience(), now, DEVELOPMENT, others)
+    return int(await session.scalar(select(func.count()).select_from(Chat).where(chats)) or 0)
+
+
+async def has_story_alert(session: AsyncSession, story_id: int) -> bool:
+    """Whether the story was already pushed (an alert of it recorded)."""
+    query = select(Alert.id).where(Alert.story_id == story_id).limit(1)
+    return await session.scalar(query) is not None
+
+
+async def mark_story_edits(
+    session: AsyncSession, story_id: int, now: datetime, *, pushed_since: datetime, most: int
+) -> int:
+    """The story was confirmed by another outlet: every message of its pushes (not its
+    developments) that went out, or may be going out, is to be edited, due now, once; how
+    many. Nothing when its first push is older than ``pushed_since`` or reached more than
+    ``most`` chats (a story with a million readers costs no million edits per outlet).
+
+    Rows still pending need no edit: they are rendered with the confirmation when sent.
+    ``edit_due_at`` is set to ``now`` even where an edit was due already: the sender
+    clears it only if it still holds the value it read (a confirmation that arrives while
+    the edit is in flight keeps the message due).
+    """
+    pushes = select(Alert.id, Alert.created_at).where(
+        Alert.story_id == story_id, Alert.kind == ALERT
+    )
+    rows = (await session.execute(pushes.order_by(Alert.id))).all()
+    if not rows or rows[0].created_at < pushed_since:
+        return 0
+    push_ids = [row.id for row in rows]
+    reached = await session.scalar(
+        select(func.count()).select_from(
+            select(Delivery.id).where(Delivery.alert_id.in_(push_ids)).limit(most + 1).subquery()
+        )
+    )
+    if int(reached or 0) > most:
+        return 0
+    result = await session.execute(
+        update(Delivery)
+        .where(Delivery.alert_id.in_(push_ids), Delivery.state.in_((CLAIMED, SENDING, SENT)))
+        .values(edit_due_at=now)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def get_first_message(
+    session: AsyncSession, chat_id: int, story_id: int, alert_id: int
+) -> tuple[int | None, bool]:
+    """The chat's first message of the story (sent for another of its alerts), if any; and
+    whether, without one yet, a delivery of the story to the chat is still on its way."""
+    query = (
+        select(Delivery.message_id, Delivery.state)
+        .join(Alert, Alert.id == Delivery.alert_id)
+        .where(Delivery.chat_id == chat_id, Alert.story_id == story_id, Alert.id != alert_id)
+        .order_by(Alert.id)
+    )
+    waiting = False
+    for message_id, state in await session.execute(query):
+        if message_id is not None:
+            return int(message_id), False
+        waiting = waiting or state in (PENDING, CLAIMED, SENDING)
+    return None, waiting
+
+
 __all__ = [
+    "ALERT",
+    "DEVELOPMENT",
     "AlertRecord",
     "Audience",
     "FanOutStep",
     "NewArticle",
+    "Outlet",
     "add_alert",
     "audience_filter",
     "count_audience",
+    "count_story_readers",
     "create_alert",
     "fan_out",
     "get_alert",
+    "get_first_message",
+    "has_story_alert",
     "list_alertable",
     "list_fanning_out",
     "list_followed_among",
     "list_latest_alerts",
+    "list_story_feeds",
+    "list_story_members",
+    "list_story_outlets",
+    "list_story_texts",
+    "mark_story_edits",
 ]

@@ -9,11 +9,11 @@ and may put them back in the queue with :func:`resend_in_doubt`).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, text, true, update
+from sqlalchemy import ColumnElement, and_, bindparam, func, or_, select, text, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db import lock_key
@@ -42,6 +42,23 @@ class Claimed:
     language: str = "ar"
     quiet_from: int | None = None
     quiet_to: int | None = None
+    # When it was claimed (the sender's clock): what it says is read after this.
+    claimed_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DueEdit:
+    """A sent message to edit (its story was confirmed), with the edit time it was read
+    with: cleared only if still that (:func:`finish_edit`)."""
+
+    id: int
+    alert_id: int
+    chat_id: int
+    chat_kind: str
+    message_id: int
+    language: str
+    due: datetime
+    claimed_at: datetime | None = None  # when it was read: what it says is read after this
 
 
 def liveness_lock(holder: str) -> str:
@@ -81,7 +98,7 @@ async def claim_due(
     await session.execute(
         update(Delivery).where(Delivery.id.in_(ids)).values(state=CLAIMED, claimed_by=holder)
     )
-    return [Claimed(*row) for row in rows]
+    return [Claimed(*row, claimed_at=now) for row in rows]
 
 
 async def mark_sending(
@@ -99,13 +116,87 @@ async def mark_sending(
     return set(result.scalars())
 
 
-async def mark_sent(session: AsyncSession, delivery_ids: Collection[int], now: datetime) -> None:
-    """Telegram accepted these deliveries."""
+async def mark_sent(
+    session: AsyncSession,
+    delivery_ids: Collection[int],
+    now: datetime,
+    message_ids: Mapping[int, int] | None = None,
+) -> None:
+    """Telegram accepted these deliveries (and made these messages of them, by row)."""
     await session.execute(
         update(Delivery)
         .where(Delivery.id.in_(delivery_ids))
         .values(state=SENT, sent_at=now, error=None, attempts=Delivery.attempts + 1)
     )
+    if message_ids:
+        table = Delivery.metadata.tables[Delivery.__tablename__]
+        await session.execute(
+            update(table)
+            .where(table.c.id == bindparam("row"))
+            .values(message_id=bindparam("message")),
+            [{"row": row, "message": message} for row, message in message_ids.items()],
+        )
+
+
+async def claim_edits(
+    session: AsyncSession, now: datetime, limit: int, *, pushed_since: datetime
+) -> list[DueEdit]:
+    """The sent messages due for an edit, longest due first (they are not marked: an edit
+    is idempotent, and one cut by a crash is simply made again). Edits of stories pushed
+    before ``pushed_since``, or to chats that no longer receive alerts, are dropped."""
+    # Read from the few rows marked (the index on edit_due_at), not from all the alerts.
+    ended = (
+        select(Delivery.id)
+        .join(Alert, Alert.id == Delivery.alert_id)
+        .join(Chat, Chat.id == Delivery.chat_id)
+        .where(
+            Delivery.edit_due_at.is_not(None),
+            or_(Alert.created_at < pushed_since, Chat.active.is_(False)),
+        )
+    )
+    ended_ids = list((await session.scalars(ended)).all())
+    if ended_ids:
+        await session.execute(
+            update(Delivery).where(Delivery.id.in_(ended_ids)).values(edit_due_at=None)
+        )
+    query = (
+        select(
+            Delivery.id,
+            Delivery.alert_id,
+            Delivery.chat_id,
+            Chat.kind,
+            Delivery.message_id,
+            Chat.language,
+            Delivery.edit_due_at,
+        )
+        .join(Chat, Chat.id == Delivery.chat_id)
+        .where(
+            Delivery.edit_due_at <= now,
+            Delivery.state == SENT,
+            Delivery.message_id.is_not(None),
+        )
+        .order_by(Delivery.edit_due_at, Delivery.id)
+        .limit(limit)
+    )
+    return [
+        DueEdit(row_id, alert_id, chat_id, kind, message_id, language, due, now)
+        for row_id, alert_id, chat_id, kind, message_id, language, due in await session.execute(
+            query
+        )
+        if message_id is not None and due is not None
+    ]
+
+
+async def finish_edit(session: AsyncSession, edit: DueEdit, due: datetime | None = None) -> bool:
+    """The edit is made (or ended for good): clear it, or with ``due`` try again then; only
+    if no confirmation came meanwhile (the value read is still there), else it stays due.
+    Whether it was cleared."""
+    result = await session.execute(
+        update(Delivery)
+        .where(Delivery.id == edit.id, Delivery.edit_due_at == edit.due)
+        .values(edit_due_at=due)
+    )
+    return bool(getattr(result, "rowcount", 0))
 
 
 async def finish(
@@ -322,13 +413,16 @@ __all__: Sequence[str] = [
     "SENT",
     "UNKNOWN",
     "Claimed",
+    "DueEdit",
     "InDoubt",
     "Resent",
     "claim_due",
+    "claim_edits",
     "count_by_state",
     "deactivate_chat",
     "drop_stale",
     "finish",
+    "finish_edit",
     "list_in_doubt",
     "liveness_lock",
     "mark_sending",

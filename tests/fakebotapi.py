@@ -760,6 +760,7 @@ class FakeBotAPI:
 
         # Failure switches.
         self._limiter: _RateLimiter | None = None
+        self._limit_edits = False
         self._failures: dict[str, list[_Failure]] = {}
         self._delays: dict[str, _Delay] = {}
 
@@ -884,8 +885,10 @@ class FakeBotAPI:
         *,
         retry_after: int | None = None,
         paid_per_second: int | None = 1000,
+        edits: bool = False,
     ) -> None:
         """Answer sendMessage beyond these sliding windows with 429 and retry_after.
+        With ``edits``, editMessageText counts in the same windows and is limited too.
 
         Windows count accepted sends as they arrive; None turns a window off. retry_after is
         the time until the window has room (at least 1 s), unless given. A send with
@@ -895,6 +898,7 @@ class FakeBotAPI:
         self._limiter = _RateLimiter(
             per_second, per_chat_per_second, per_group_per_minute, retry_after, paid_per_second
         )
+        self._limit_edits = edits
 
     def no_rate_limit(self) -> None:
         """Turn the flood limits off again (the default)."""
@@ -1561,6 +1565,17 @@ class FakeBotAPI:
             self.edits.append(edit)
             return True
         chat, message = self._editable(params)
+        if self._limiter is not None and self._limit_edits:
+            now = time.monotonic()
+            scope, retry_after = self._limiter.check(chat, now)
+            if retry_after:
+                self.too_many.append(TooMany(now, "editMessageText", chat.id, retry_after, scope))
+                raise ApiError(
+                    429,
+                    f"Too Many Requests: retry after {retry_after}",
+                    {"retry_after": retry_after},
+                )
+            self._limiter.record(chat, now)
         if (
             message.get("text") == plain
             and message.get("entities", []) == entities

@@ -34,6 +34,7 @@ COMMANDS = {
     "deliveries resend": "deliveries:resend",
     "poll": "poll:poll",
     "search": "search:search",
+    "stories": "stories:stories",
     "db upgrade": "db:upgrade",
     "db reindex": "db:reindex",
 }
@@ -81,6 +82,21 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--limit", type=_positive, default=10, help=_("results (default 10)"))
     search.add_argument("--page", type=_positive, default=1, help=_("page of results (default 1)"))
     search.add_argument("--json", action="store_true", help=_("one JSON object per line"))
+
+    stories = commands.add_parser(
+        "stories", help=_("the stories: the articles of several feeds that report one event")
+    )
+    stories.add_argument(
+        "--since",
+        metavar="HOURS",
+        help=_("stories first seen in the last HOURS hours (default 24)"),
+    )
+    stories.add_argument("--json", action="store_true", help=_("a JSON list of the stories"))
+    stories.add_argument(
+        "--regroup",
+        action="store_true",
+        help=_("first put the articles stored before stories were kept into stories"),
+    )
 
     channels = commands.add_parser(
         "channels", help=_("send alerts to Telegram channels the bot administers")

@@ -2,6 +2,11 @@
 one delivery per following chat, written by the database (``INSERT … SELECT``): the first
 ones with the article, the rest in chunks of their own right after (:class:`Fanout`).
 
+Stories: a chat gets one push per story. A later article of a story already pushed is a
+development when it adds to it (``bot.text.developments``: a reply to the readers' first
+message), else its alert reaches only chats the story had not reached; and an article of
+an outlet new to the story has the messages already sent edited to name it.
+
 :class:`Topics` keeps the matcher to the topics that have followers: rebuilt from storage
 at start, updated on every follow and unfollow, and brought in step with storage before
 every fan-out (other processes and the CLI follow and unfollow too). It also keeps storage
@@ -19,9 +24,23 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.text.developments import develops
 from bot.text.matcher import Matcher
 from bot.text.topics import PHRASE_PREFIX, Catalog, ResolvedTopic, from_key, load_catalog
-from storage.alerts import Audience, add_alert, fan_out, list_alertable, list_fanning_out
+from storage.alerts import (
+    ALERT,
+    DEVELOPMENT,
+    Audience,
+    add_alert,
+    fan_out,
+    has_story_alert,
+    list_alertable,
+    list_fanning_out,
+    list_story_feeds,
+    list_story_members,
+    list_story_texts,
+    mark_story_edits,
+)
 from storage.db import Database
 from storage.models import Topic, utcnow
 from storage.subscriptions import (
@@ -57,6 +76,11 @@ SQLITE_CHUNK = 5_000
 # A fan-out pass that failed (the database down) is tried again after this, doubling.
 RETRY_FIRST = 0.5
 RETRY_MOST = 10.0
+# A story's messages are edited for confirmations this long after its first push, and only
+# if it reached at most this many chats: at 30 messages a second (25 of them for edits),
+# every one is edited within a minute (NEWSBOT_STORY_EDIT_HOURS, NEWSBOT_STORY_EDIT_CHATS).
+EDIT_FOR = timedelta(hours=6)
+EDIT_MOST = 1_200
 
 # Hears how a fan-out pass went: None when it worked, else what failed.
 Report = Callable[[BaseException | None], None]
@@ -208,8 +232,12 @@ class Fanout:
         inline: int = INLINE_DELIVERIES,
         chunk: int | None = None,
         clock: Callable[[], datetime] = utcnow,
+        edit_for: timedelta = EDIT_FOR,
+        edit_most: int = EDIT_MOST,
     ) -> None:
         self._topics = topics
+        self._edit_for = edit_for
+        self._edit_most = edit_most
         self._on_alert = on_alert
         self._inline = inline
         self._chunk = chunk
@@ -226,6 +254,7 @@ class Fanout:
         commit together or not at all.
         """
         made = 0
+        await self._confirm(session, article_ids, now)
         articles = await list_alertable(session, article_ids)
         if articles:
             # Topics followed elsewhere (another process, `newsbot channels add`) count too.
@@ -233,6 +262,12 @@ class Fanout:
         for article in articles:
             ids = self._topics.match_ids(article.title, article.summary)
             keys = [key for key in map(self._topics.key_of, sorted(ids)) if key]
+            kind = ALERT
+            if article.story_id is not None and await has_story_alert(session, article.story_id):
+                earlier = await list_story_texts(session, article.story_id, article.id)
+                told = [f"{title}\n{summary}" for title, summary in earlier]
+                if develops(article.title, told, self._topics.catalog) is not None:
+                    kind = DEVELOPMENT
             # Recorded even without followers: /latest lists every breaking story.
             alert_id = await add_alert(
                 session,
@@ -240,10 +275,36 @@ class Fanout:
                 now,
                 article_id=article.id,
                 topics=keys,
+                story_id=article.story_id,
+                kind=kind,
             )
             step = await fan_out(session, alert_id, now, self._inline)
             made += step.made if step else 0
         return made
+
+    async def _confirm(
+        self, session: AsyncSession, article_ids: Sequence[int], now: datetime
+    ) -> int:
+        """Stories already pushed that these articles bring a new outlet to: their sent
+        messages are to be edited to name it; how many messages."""
+        stories: dict[int, tuple[set[int], set[int | None]]] = {}
+        for article_id, story_id, feed_id in await list_story_members(session, article_ids):
+            articles, feeds = stories.setdefault(story_id, (set(), set()))
+            articles.add(article_id)
+            feeds.add(feed_id)
+        marked = 0
+        for story_id, (articles, feeds) in stories.items():
+            if not await has_story_alert(session, story_id):
+                continue
+            if feeds - {None} - await list_story_feeds(session, story_id, articles):
+                marked += await mark_story_edits(
+                    session,
+                    story_id,
+                    now,
+                    pushed_since=now - self._edit_for,
+                    most=self._edit_most,
+                )
+        return marked
 
     def committed(self) -> None:
         """The alerts written are committed: the sender may look now, and the fan-out go

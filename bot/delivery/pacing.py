@@ -123,12 +123,19 @@ class Pacer:
         self._closed = True
         self._released.set()
 
-    async def acquire(self, chat_id: int, is_group: bool) -> bool:
+    async def acquire(self, chat_id: int, is_group: bool, *, reserve: int = 0) -> bool:
         """Wait until a request to this chat fits every window and Telegram answers, and
-        count it as started; False (not started) if the pacer was closed meanwhile."""
+        count it as started; False (not started) if the pacer was closed meanwhile.
+
+        With ``reserve`` it also leaves that many places of the overall window free (edits
+        do, so that a new alert never waits for the window to clear)."""
         while not self._closed:
             # A busy chat waits on its own, without holding up requests to other chats.
             if await self._wait(self.chat_ready_at(chat_id, is_group) - self._clock()):
+                continue
+            # Waiting for room beyond the reserve happens outside the lock: requests without
+            # a reserve are placed meanwhile.
+            if reserve and await self._wait(self._global_wait(reserve)):
                 continue
             async with self._lock:  # requests are placed one at a time: the windows stay exact
                 while not self._closed and await self._hold():
@@ -137,6 +144,8 @@ class Pacer:
                     break
                 if self.chat_ready_at(chat_id, is_group) > self._clock():
                     continue  # another request to this chat went first
+                if reserve and self._global_wait(reserve) > 0:
+                    continue  # a request without a reserve took the room meanwhile
                 self._in_flight += 1
                 self._chat_busy.add(chat_id)
                 return True
@@ -201,13 +210,13 @@ class Pacer:
         waited = self._clock() - min(self._departed.values())
         return waited > max(STALL_FLOOR, STALL_FACTOR * self._latency)
 
-    def _global_wait(self) -> float:
+    def _global_wait(self, reserve: int = 0) -> float:
         now = self._clock()
         while self._expiries and self._expiries[0] <= now:
             heapq.heappop(self._expiries)
         if self._paused_until > now:
             return self._paused_until - now
-        if self._in_flight + len(self._expiries) < self._pacing.per_second:
+        if self._in_flight + len(self._expiries) < self._pacing.per_second - reserve:
             return 0.0
         return self._expiries[0] - now if self._expiries else math.inf
 

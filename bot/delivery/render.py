@@ -34,6 +34,9 @@ SUMMARY_MAX = 600
 HEADLINE_MAX = 1000
 SOURCE_MAX = 100
 MAX_TAGS = 3  # hashtags per reader
+# Outlets named as confirming a story: a few, each a bounded name (its link is markup, not
+# counted by Telegram), so the line stays far within the limit too.
+MAX_CONFIRMATIONS = 8
 TAG_MAX = 40
 # Telegram refuses the whole message for a link it cannot parse; it names no length limit,
 # so links are held to the longest the archive stores (storage.models.Article.link).
@@ -56,6 +59,9 @@ class AlertView:
     published: datetime
     link: str | None
     topics: Sequence[str] = ()  # the labels of the matched topics this reader follows
+    # The other outlets that reported the story, in order: (name, link of their article).
+    confirmed_by: Sequence[tuple[str, str | None]] = ()
+    development: bool = False  # a later article that adds to a story the reader was told of
 
 
 def render_alert(alert: AlertView, *, language: str, zone: ZoneInfo) -> str:
@@ -66,6 +72,10 @@ def render_alert(alert: AlertView, *, language: str, zone: ZoneInfo) -> str:
     when = format_datetime(alert.published, format=pattern, tzinfo=zone, locale=language)
     # TRANSLATORS: the label that opens every breaking-news alert; keep it short.
     label = _("BREAKING")
+    if alert.development:
+        # TRANSLATORS: the label of news that develops a story already alerted (a new
+        # toll, a reaction), sent as a reply to the first alert; keep it short.
+        label = _("UPDATE")
     headline = clip(alert.headline, HEADLINE_MAX)
     lines = [f"{html.escape(label)} | <b>{html.escape(headline)}</b>", ""]
     summary_at = len(lines)
@@ -78,6 +88,9 @@ def render_alert(alert: AlertView, *, language: str, zone: ZoneInfo) -> str:
     tags = " ".join(hashtags(alert.topics))
     if tags:
         footer.append(html.escape(tags))
+    confirmed = confirmations(alert.confirmed_by, language)
+    if confirmed:
+        footer.insert(1, confirmed)
     summary = first_sentences(alert.summary)
     while True:
         body = lines[:summary_at] + ([html.escape(summary), ""] if summary else []) + footer
@@ -88,6 +101,26 @@ def render_alert(alert: AlertView, *, language: str, zone: ZoneInfo) -> str:
     return text
 
 
+def confirmations(outlets: Sequence[tuple[str, str | None]], language: str) -> str:
+    """The line naming the other outlets that reported the story, each linked to its
+    article when Telegram accepts the link (HTML; empty without outlets)."""
+    if not outlets:
+        return ""
+    _ = translator(language).gettext
+    named: list[str] = []
+    for name, link in outlets[:MAX_CONFIRMATIONS]:
+        shown = html.escape(clip(" ".join(name.split()), SOURCE_MAX)) or html.escape("?")
+        usable = usable_link(link)
+        named.append(
+            f'<a href="{html.escape(usable, quote=True)}">{shown}</a>' if usable else shown
+        )
+    # TRANSLATORS: separates the names of news outlets in a list.
+    separator = html.escape(_(", "))
+    # TRANSLATORS: {outlets} is a list of news outlets that reported the same story.
+    line = html.escape(_("Also confirmed by: {outlets}"))
+    return line.format(outlets=separator.join(named))
+
+
 def alert_view(
     record: AlertRecord,
     *,
@@ -95,9 +128,12 @@ def alert_view(
     markers: Sequence[str] = DEFAULT_MARKERS,
     catalog: Catalog | None = None,
     followed: Collection[str] = (),
+    confirmed_by: Sequence[tuple[str, str | None]] = (),
+    development: bool = False,
 ) -> AlertView:
     """What a stored alert shows a reader of this language who follows the topic keys
-    ``followed``: of the topics it matched, only theirs."""
+    ``followed``: of the topics it matched, only theirs; with the other outlets that
+    confirmed its story, and as a development of it if it is one."""
     _ = translator(language).gettext
     headline = read_headline(record.title, record.categories, markers).text
     return AlertView(
@@ -108,6 +144,8 @@ def alert_view(
         published=record.published,
         link=record.link,
         topics=[topic_label(key, language, catalog) for key in record.topics if key in followed],
+        confirmed_by=confirmed_by,
+        development=development,
     )
 
 

@@ -1,4 +1,5 @@
-"""The sender: drains the outbox at Telegram's pace, once per chat, surviving crashes.
+"""The sender: drains the outbox at Telegram's pace, once per chat, surviving crashes; then
+edits the alerts whose story was confirmed since they were sent.
 
 Pacing is the bot's own and exact: at most ``per_second`` requests start in any one-second
 window, a private chat gets at most one a second, a group at most ``group_per_minute`` a
@@ -6,6 +7,12 @@ minute, and no more are in flight than the answers' latency calls for (none whil
 is silent). A 429 pauses everything for ``retry_after`` and the same row is retried. A
 request that may have reached Telegram (a read timeout) is recorded as ``unknown``, never
 resent.
+
+Edits go through the same pacer (they count against every limit) and only in a pass that
+found no send due: a new alert always goes first, and while the queue is deep edits wait.
+An edit is idempotent, so it is never marked before it leaves: a crash leaves it due and
+it is made again («message is not modified» ends it quietly), and it is cleared only if no
+confirmation came while it was in flight.
 
 A database that fails (locked, unreachable) stops nothing for good: outcomes it could not
 record are kept and recorded first once it answers again, and the pass is tried again after
@@ -17,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -35,16 +43,19 @@ from telegram.error import (
     TimedOut,
 )
 
+from bot.delivery.deliver import NotYet
 from bot.delivery.pacing import Pacer, Pacing
 from storage import deliveries
 from storage.chats import migrate_chat
 from storage.db import Database, GroupWriter, is_transient, process_holder
-from storage.deliveries import Claimed
+from storage.deliveries import Claimed, DueEdit
 from storage.models import utcnow
 
 log = logging.getLogger(__name__)
 
-Deliver = Callable[[Claimed], Awaitable[None]]
+# Sends a row; the id of the message Telegram made of it (None if it sent nothing).
+Deliver = Callable[[Claimed], Awaitable[int | None]]
+Edit = Callable[[DueEdit], Awaitable[None]]
 # Hears how each pass went: None when it worked, else what failed.
 Report = Callable[[BaseException | None], None]
 Job = Callable[[AsyncSession], Awaitable[None]]
@@ -56,6 +67,13 @@ MAX_RETRY_DELAY = timedelta(minutes=5)
 # database answers again, alerts flow within seconds.
 RETRY_FIRST = 0.5
 RETRY_MOST = 5.0
+# Answers that end an edit for good, quietly: nothing to change, or no message to change.
+_EDIT_ENDS = ("message is not modified", "message to edit not found", "message can't be edited")
+# An edit whose request failed in transit (it may or may not have been made: making it
+# again is harmless) is tried again after this.
+EDIT_RETRY = timedelta(seconds=5)
+# The share of the sending rate edits leave to new alerts (5 a second of 30).
+EDIT_RESERVE = 1 / 6
 
 
 @dataclass(slots=True)
@@ -66,6 +84,8 @@ class SendStats:
     rate_limited: int = 0  # answers 429, retried later
     failed: int = 0  # refused for good (blocked, chat not found…)
     in_doubt: int = 0  # requests whose outcome nobody can know (cut mid-flight)
+    edited: int = 0  # sent alerts edited (their story confirmed), or found already current
+    edit_failed: int = 0  # edits refused for good (message gone, too old to edit…)
 
 
 class Sender:
@@ -86,11 +106,23 @@ class Sender:
         clock: Callable[[], datetime] = utcnow,
         probe: Callable[[], Awaitable[object]] | None = None,
         holder: str | None = None,
+        edit: Edit | None = None,
+        edit_for: timedelta = timedelta(hours=6),
     ) -> None:
-        """``holder``: who this sender is in the claims it writes (default: this process)."""
+        """``holder``: who this sender is in the claims it writes (default: this process).
+        ``edit`` edits a sent alert whose story was confirmed (without it none is), for
+        ``edit_for`` after the story's alert was recorded."""
         self._db = db
         self.holder = holder or process_holder()
         self._deliver = deliver
+        self._edit = edit
+        self._edit_for = edit_for
+        # Edits taken at once: about a second's worth, so that a new alert stored meanwhile
+        # waits behind them for a second at most.
+        self._edit_batch = max(1, min(pacing.per_second, concurrency * 4))
+        # Places of each second's window edits leave free, so a new alert leaves at once.
+        self._edit_reserve = math.ceil(pacing.per_second * EDIT_RESERVE)
+        self._message_ids: dict[int, int] = {}  # rows sent, until their message id is written
         self._pacer = Pacer(pacing, probe=None if probe is None else partial(_answers, probe))
         self._concurrency = concurrency
         self._stale_after = stale_after
@@ -99,12 +131,13 @@ class Sender:
         # At a thousand messages a second one statement per row is most of the CPU: rows
         # leaving and rows sent are recorded together, one UPDATE per commit.
         self._leaving = _Batch(self._writer, partial(deliveries.mark_sending, holder=self.holder))
-        self._sent = _Batch(self._writer, partial(_mark_sent, clock=clock))
+        self._sent = _Batch(self._writer, self._mark_sent)
         # Outcomes known but not yet recorded (the database failed): recorded before more
         # rows are claimed. Kept in memory: a crash leaves their rows to recover().
         self._unrecorded: list[Job] = []
         self._trouble: BaseException | None = None  # the pass's first database failure
         self._wake = asyncio.Event()
+        self._news = False  # woken for new deliveries during an edit batch: it yields to them
         self._stopped = asyncio.Event()
         self.stats = SendStats()
 
@@ -114,7 +147,9 @@ class Sender:
         return self._pacer.in_flight
 
     def wake(self) -> None:
-        """New deliveries are waiting: look now instead of at the next tick."""
+        """New deliveries are waiting: look now instead of at the next tick (edits not yet
+        begun wait for them)."""
+        self._news = True
         self._wake.set()
 
     def stop(self) -> None:
@@ -146,6 +181,8 @@ class Sender:
                         await self.recover()
                         recovered = True
                     claimed = await self.send_due()
+                    if claimed == 0:  # new alerts first: edits only when none is due
+                        claimed = await self.edit_due()
                 except Exception as exc:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._stopped.wait(), streak.failed(exc))
@@ -192,6 +229,99 @@ class Sender:
         self._raise_trouble()
         return len(claimed)
 
+    async def edit_due(self) -> int:
+        """Make one batch of due edits; return how many were attempted (edits of busy
+        chats are put off, not counted). Raises the first database failure met."""
+        if self._edit is None:
+            return 0
+        await self._record_unrecorded()
+        now = self._clock()
+        async with self._db.transaction() as session:
+            due = await deliveries.claim_edits(
+                session, now, self._edit_batch, pushed_since=now - self._edit_for
+            )
+        if not due:
+            return 0
+        self._news = False
+        slots = asyncio.Semaphore(self._concurrency)
+        attempted = 0
+
+        async def one(row: DueEdit) -> None:
+            nonlocal attempted
+            async with slots:
+                attempted += await self._edit_one(row)
+
+        self._trouble = None
+        async with asyncio.TaskGroup() as group:
+            for row in due:
+                group.create_task(one(row))
+        self._raise_trouble()
+        return attempted
+
+    async def _edit_one(self, row: DueEdit) -> int:
+        """Edit one message at the pacer's pace; 1 if the request was made."""
+        assert self._edit is not None  # noqa: S101 - edit_due() checked it
+        if self._stopped.is_set() or self._news:
+            return 0  # stopping, or a new alert goes first: the edit stays due
+        is_group = row.chat_kind in ("group", "supergroup")
+        wait = self._pacer.chat_ready_at(row.chat_id, is_group) - time.monotonic()
+        if wait > 1.0:  # a busy chat: come back when it is free
+            later = self._clock() + timedelta(seconds=wait)
+            await self._write(deliveries.finish_edit, row, later)
+            return 0
+        if not await self._pacer.acquire(row.chat_id, is_group, reserve=self._edit_reserve):
+            return 0
+        answered: bool | None = None
+        error: Exception | None = None
+        try:
+            if self._stopped.is_set() or self._news:
+                return 0
+            self._pacer.depart(row.chat_id)
+            try:
+                await self._edit(row)
+                answered = True
+            except Exception as exc:
+                error, answered = exc, _answered(exc)
+        finally:
+            self._pacer.release(row.chat_id, is_group, answered=answered)
+        await self._edited(row, error)
+        return 1
+
+    async def _edited(self, row: DueEdit, exc: Exception | None) -> None:
+        """Record how an edit ended: cleared (made, or ended for good), or due again."""
+        if exc is None:
+            self.stats.edited += 1
+            await self._write(deliveries.finish_edit, row)
+        elif isinstance(exc, RetryAfter):
+            seconds = _seconds(exc.retry_after)
+            self.stats.rate_limited += 1
+            self._pacer.pause(seconds)
+            later = self._clock() + timedelta(seconds=seconds)
+            await self._write(deliveries.finish_edit, row, later)
+        elif isinstance(exc, BadRequest) and "not modified" in exc.message.lower():
+            self.stats.edited += 1  # it already says what it should
+            await self._write(deliveries.finish_edit, row)
+        elif isinstance(exc, Forbidden):
+            self.stats.edit_failed += 1
+            await self._write(deliveries.deactivate_chat, row.chat_id, _short(exc))
+            await self._write(deliveries.finish_edit, row)
+        elif isinstance(exc, BadRequest | ChatMigrated):
+            # Deleted by the reader or too old to edit (quietly), or refused otherwise.
+            if not any(end in str(exc).lower() for end in _EDIT_ENDS):
+                log.warning("editing delivery %s was refused: %s", row.id, _short(exc))
+            self.stats.edit_failed += 1
+            await self._write(deliveries.finish_edit, row)
+        elif isinstance(exc, TelegramError | httpx.HTTPError) or is_transient(exc):
+            # Made or not, making it again is harmless: try again soon.
+            if is_transient(exc):
+                self._note(exc)
+            later = self._clock() + EDIT_RETRY
+            await self._write(deliveries.finish_edit, row, later)
+        else:  # refused for another reason, or a rendering bug: it must not stop the sender
+            log.warning("editing delivery %s failed: %s", row.id, _short(exc))
+            self.stats.edit_failed += 1
+            await self._write(deliveries.finish_edit, row)
+
     async def _send(self, row: Claimed) -> None:
         if self._stopped.is_set():  # claimed but not begun: back to the queue for the next process
             await self._put_back(row)
@@ -212,6 +342,7 @@ class Sender:
             await self._put_back(row)
             return
         left, answered, error, ours = False, None, None, True
+        message_id: int | None = None
         try:
             try:
                 # Recorded before the request leaves: a crash from here on may have sent it.
@@ -222,7 +353,7 @@ class Sender:
                 left = ours
                 self._pacer.depart(row.chat_id)
                 try:
-                    await self._deliver(row)
+                    message_id = await self._deliver(row)
                     answered = True
                 except Exception as exc:
                     error, answered = exc, _answered(exc)
@@ -233,12 +364,17 @@ class Sender:
         if not left:
             await self._put_back(row)
         elif error is None:
-            await self._record_sent(row)
+            await self._record_sent(row, message_id)
         else:
             await self._failed(row, error)
 
     async def _failed(self, row: Claimed, exc: Exception) -> None:
-        if isinstance(exc, RetryAfter):
+        if isinstance(exc, NotYet):  # nothing left: back in the queue, not an attempt
+            due = self._clock() + timedelta(seconds=exc.seconds)
+            await self._write(
+                deliveries.retry_later, row.id, due, None, attempted=False, holder=self.holder
+            )
+        elif isinstance(exc, RetryAfter):
             seconds = _seconds(exc.retry_after)
             self.stats.rate_limited += 1
             self._pacer.pause(seconds)
@@ -285,17 +421,26 @@ class Sender:
             self.stats.in_doubt += 1
             await self._write(deliveries.finish, row.id, deliveries.UNKNOWN, _short(exc))
 
-    async def _record_sent(self, row: Claimed) -> None:
+    async def _record_sent(self, row: Claimed, message_id: int | None) -> None:
         self.stats.sent += 1
         answered_at = self._clock()
+        if message_id is not None:
+            self._message_ids[row.id] = message_id
         try:
             await self._sent.add(row.id)
         except Exception as exc:
+            ids = {row.id: message_id} if message_id is not None else None
 
             async def job(session: AsyncSession) -> None:
-                await deliveries.mark_sent(session, [row.id], answered_at)
+                await deliveries.mark_sent(session, [row.id], answered_at, ids)
 
             self._keep(job, exc)
+        finally:
+            self._message_ids.pop(row.id, None)
+
+    async def _mark_sent(self, session: AsyncSession, ids: list[int]) -> None:
+        messages = {row: self._message_ids[row] for row in ids if row in self._message_ids}
+        await deliveries.mark_sent(session, ids, self._clock(), messages)
 
     async def _write(
         self, function: Callable[..., Awaitable[object]], *args: object, **kwargs: object
@@ -435,12 +580,6 @@ def _answered(exc: Exception) -> bool | None:
     if not isinstance(exc, TelegramError):
         return None
     return isinstance(exc, BadRequest) or not isinstance(exc, NetworkError)
-
-
-async def _mark_sent(
-    session: AsyncSession, ids: list[int], *, clock: Callable[[], datetime]
-) -> None:
-    await deliveries.mark_sent(session, ids, clock())
 
 
 async def _migrate(

@@ -34,6 +34,7 @@ from bot.feeds.fetch import Fetcher, FetchError, FetchResult
 from bot.feeds.indexing import IndexedFeed, display_title, parse_and_index
 from bot.feeds.links import canonical_link, host_of
 from bot.feeds.parse import FeedError, ParsedEntry, storable_link
+from bot.feeds.stories import StoryAssigner
 from bot.text.breaking import DEFAULT_MARKERS
 from storage.articles import ArticleData, UpsertResult, upsert_articles
 from storage.db import Database, process_holder
@@ -167,15 +168,18 @@ class Ingestor:
         parse_pool: Executor | None = None,
         chat_fetcher: Fetcher | None = None,
         on_new: NewArticles | None = None,
+        stories: StoryAssigner | None = None,
         markers: tuple[str, ...] = DEFAULT_MARKERS,
         clock: Callable[[], datetime] = utcnow,
         holder: str | None = None,
         lease_batch: int = LEASE_BATCH,
     ) -> None:
         """``holder``: who this process is in the leases it takes (default
-        :func:`~storage.db.process_holder`)."""
+        :func:`~storage.db.process_holder`); ``stories`` puts each new article in a story
+        before ``on_new`` hears of it."""
         self._db = db
         self._on_new = on_new
+        self._stories = stories
         self._markers = markers
         # Parsing is CPU-bound pure Python: in a process pool it uses every core and never
         # holds this process's GIL; without one it runs in a thread.
@@ -485,17 +489,26 @@ class Ingestor:
             moved = storable_link(result.permanent_url)  # else it keeps the URL it has
             if moved and moved != state.url and await get_feed_by_url(session, moved) is None:
                 await update_feed(session, state.id, url=moved)
+            if self._stories is not None and items:
+                # Before the insert: ids then follow the processes' turns (see bot.feeds.stories).
+                await self._stories.lock(session)
             upserted = await upsert_articles(session, state.id, items, now)
+            if self._stories is not None and upserted.new_ids:
+                await self._stories.assign(session, upserted.new_ids, now)
             alerted = 0
             if self._on_new is not None and upserted.new_ids:
                 # Same transaction: a crash stores the article with its alert, or neither.
                 alerted = await self._on_new.alert_articles(session, upserted.new_ids, now)
             return upserted, alerted
 
+        if self._stories is not None and items:
+            await self._stories.prepare(self._db, now)  # outside the write transaction
         written = await self._writer.run(write)
         if written is None:
             return FeedOutcome(state.id, "failed", error="feed removed")
         upserted, alerted = written
+        if self._stories is not None and upserted.new_ids:
+            self._stories.committed(upserted.new_ids)
         if alerted and self._on_new is not None:
             self._on_new.committed()
         return FeedOutcome(

@@ -292,6 +292,12 @@ class StoryGrouper:
         article.story = best[1].story
         return Placement(article.story, True, best[2])
 
+    def remember(self, article_id: str, title: str, summary: str, published: datetime) -> None:
+        """Take in an article (in time order) as a story of its own without comparing it: a
+        fifth of ``add``'s cost, for warming up from articles already placed elsewhere."""
+        self.forget_before(published - self.window)
+        self._index(self._analyse(article_id, title, summary, published))
+
     def story_of(self, article_id: str) -> str | None:
         """The story of an article still in the window, or None."""
         found = self._articles.get(article_id)
@@ -386,7 +392,9 @@ class StoryGrouper:
             (term, self._idf(term) ** 2 * a.weights[term] * b.weights[term])
             for term in a.weights.keys() & b.weights.keys()
         ]
-        shared.sort(key=lambda item: item[1], reverse=True)
+        # Heaviest first; among equals names first, then by term: the same explanation on
+        # every run, whatever the order of the sets.
+        shared.sort(key=lambda item: (-item[1], item[0][0] != "@", item[0]))
         norm_a = a.norm or _norm(a, self._idf)
         norm_b = b.norm or _norm(b, self._idf)
         names = self._gazetteer.names

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from bot.delivery.render import (
     LINK_MAX,
+    MAX_CONFIRMATIONS,
     MAX_TAGS,
     TAG_MAX,
     AlertView,
@@ -101,6 +102,51 @@ def test_any_alert_is_telegram_html_within_the_limit(
     assert [entity["type"] for entity in entities].count("bold") <= 1
     links = [entity["url"] for entity in entities if entity["type"] == "text_link"]
     assert links == ([link] if usable_link(link) else [])
+
+
+@ALERTS
+@given(
+    headline=texts(),
+    summary=texts(),
+    source=texts(),
+    link=links(),
+    topics=labels(),
+    confirmed_by=st.lists(st.tuples(texts(), links()), max_size=12),
+    development=st.booleans(),
+    language=st.sampled_from(["ar", "en"]),
+)
+def test_any_confirmed_alert_is_telegram_html_within_the_limit(
+    headline: str,
+    summary: str,
+    source: str,
+    link: str | None,
+    topics: list[str],
+    confirmed_by: list[tuple[str, str | None]],
+    development: bool,
+    language: str,
+) -> None:
+    """Naming any outlets that confirmed the story (any names, any links, however many),
+    the alert still parses as Telegram HTML within 4,096 UTF-16 code units, links each
+    named outlet whose link Telegram accepts, then the article."""
+    view = AlertView(
+        headline=headline,
+        summary=summary,
+        source=source,
+        published=datetime(2026, 11, 25, 14, 5, tzinfo=UTC),
+        link=link,
+        topics=topics,
+        confirmed_by=confirmed_by,
+        development=development,
+    )
+    plain, entities = parse_html(render_alert(view, language=language, zone=RIYADH))
+    assert utf16_length(plain.strip()) <= MAX_TEXT_LENGTH
+    assert {entity["type"] for entity in entities} <= {"bold", "text_link"}
+    links = [entity["url"] for entity in entities if entity["type"] == "text_link"]
+    named = [usable_link(url) for _, url in confirmed_by[:MAX_CONFIRMATIONS]]
+    expected = [url for url in named if url] + ([link] if usable_link(link) else [])
+    assert links == expected
+    if confirmed_by and language == "ar":
+        assert "أكّدته أيضًا: " in plain
 
 
 @ALERTS
