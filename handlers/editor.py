@@ -341,21 +341,9 @@ async def _audience(session: AsyncSession, topic_key: str | None) -> Audience:
 
 def _preview(services: Services, r: Reader, draft: Draft, now: datetime, note: str) -> str:
     """The alert exactly as readers of this language will see it, then a note."""
-    if _story_of(draft) is not None:  # an update of a story: a reply to its readers' alert
-        update = AlertRecord(
-            id=0,
-            title=draft.text,
-            summary="",
-            categories=(),
-            link=None,
-            source=None,
-            published=now,
-            topics=(),
-            by_editor=True,
-        )
-        view = alert_view(update, language=r.language, markers=services.markers, development=True)
-        rendered = render_alert(view, language=r.language, zone=services.zone)
-        return f"{rendered}\n\n— — —\n{html.escape(note)}"
+    # An update of a story is a reply to its readers' alert; else it is shown as the
+    # topic's followers see it, with its hashtag.
+    story_update = _story_of(draft) is not None
     record = AlertRecord(
         id=0,
         title=draft.text,
@@ -364,16 +352,16 @@ def _preview(services: Services, r: Reader, draft: Draft, now: datetime, note: s
         link=None,
         source=None,
         published=now,
-        topics=(draft.topic_key,) if draft.topic_key else (),
+        topics=(draft.topic_key,) if draft.topic_key and not story_update else (),
         by_editor=True,
     )
-    # Shown as the topic's followers see it, with its hashtag.
     view = alert_view(
         record,
         language=r.language,
         markers=services.markers,
         catalog=services.topics.catalog,
         followed=record.topics,
+        development=story_update,
     )
     rendered = render_alert(view, language=r.language, zone=services.zone)
     return f"{rendered}\n\n— — —\n{html.escape(note)}"
