@@ -295,9 +295,19 @@ async def test_a_search_drawn_by_one_process_turns_its_page_on_the_other(
 ) -> None:
     """«التالي» under a search one process drew, posted to the other, turns the page."""
     reader = 2321
+    # Seven different events (seven stories): search shows each story once.
+    events = [
+        "إجلاء المدنيين من القرى الحدودية",
+        "انقطاع الكهرباء عن المستشفيات",
+        "وصول قافلة مساعدات طبية",
+        "إغلاق المدارس حتى إشعار آخر",
+        "اجتماع حاكم المقاطعة مع رؤساء البلديات",
+        "تعليق الرحلات في المطار المحلي",
+        "افتتاح ملاجئ جديدة للنازحين",
+    ]
     items = [
-        story(f"كورسك: تطور رقم {n} في المعارك", f"kursk-{n}", age=timedelta(hours=n))
-        for n in range(1, 8)
+        story(f"كورسك: رقم {n} {event}", f"kursk-{n}", age=timedelta(days=2 * n))
+        for n, event in enumerate(events, start=1)
     ]
     url = feed_server.add("news.xml", feed(*items))
     env = bot_env(fake_api, postgres_url, webhook_url=HOOK_URL, webhook_secret=SECRET)

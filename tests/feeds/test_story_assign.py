@@ -56,7 +56,7 @@ def serve(server: FeedServer, name: str, items: list[tuple[str, str, datetime]])
 
 
 async def test_three_feeds_with_one_story_minutes_apart_make_one_story(
-    database_url: str, feed_server: FeedServer
+    db: Database, database_url: str, feed_server: FeedServer
 ) -> None:
     """Three outlets reporting one event minutes apart, each polled in turn, put their
     articles in one story; an unrelated article starts its own."""
@@ -78,7 +78,7 @@ async def test_three_feeds_with_one_story_minutes_apart_make_one_story(
 
 
 async def test_lookalike_stories_in_two_cities_stay_two(
-    database_url: str, feed_server: FeedServer
+    db: Database, database_url: str, feed_server: FeedServer
 ) -> None:
     """The same template about a car bomb in إدلب and in حلب, the same hour, from two
     feeds: two stories."""
@@ -94,7 +94,7 @@ async def test_lookalike_stories_in_two_cities_stay_two(
 
 
 async def test_two_processes_catch_up_on_each_other(
-    database_url: str, feed_server: FeedServer
+    db: Database, database_url: str, feed_server: FeedServer
 ) -> None:
     """Two processes (each its own assigner) storing the reports of one event in turns put
     them in one story: each learns what the other stored since it last looked."""
