@@ -323,6 +323,26 @@ def story(title: str, slug: str, *, age: timedelta = timedelta(), description: s
     )
 
 
+# Seven different events in Kursk, two days apart: seven stories, for paging search results.
+KURSK_EVENTS = (
+    "إجلاء المدنيين من القرى الحدودية",
+    "انقطاع الكهرباء عن المستشفيات",
+    "وصول قافلة مساعدات طبية",
+    "إغلاق المدارس حتى إشعار آخر",
+    "اجتماع حاكم المقاطعة مع رؤساء البلديات",
+    "تعليق الرحلات في المطار المحلي",
+    "افتتاح ملاجئ جديدة للنازحين",
+)
+
+
+def kursk_stories() -> list[Item]:
+    """Seven items «كورسك: رقم N …», linked at news.example/kursk-N, each its own story."""
+    return [
+        story(f"كورسك: رقم {n} {event}", f"kursk-{n}", age=timedelta(days=2 * n))
+        for n, event in enumerate(KURSK_EVENTS, start=1)
+    ]
+
+
 def feed(*items: Item, title: str = "وكالة الأنباء") -> str:
     """An RSS document with these items."""
     return make_rss(title, list(items))

@@ -30,6 +30,7 @@ from tests.processes import (
     bot_env,
     deliveries_in,
     feed,
+    kursk_stories,
     outbox_empty,
     press,
     rfc822,
@@ -396,20 +397,7 @@ async def test_search_pages_through_the_archive_with_buttons(
 ) -> None:
     """/search answers the first page with a «next» button; pressing it shows the next
     page in place, with a «previous» button, and no story twice."""
-    # Seven different events (seven stories): search shows each story once.
-    events = [
-        "إجلاء المدنيين من القرى الحدودية",
-        "انقطاع الكهرباء عن المستشفيات",
-        "وصول قافلة مساعدات طبية",
-        "إغلاق المدارس حتى إشعار آخر",
-        "اجتماع حاكم المقاطعة مع رؤساء البلديات",
-        "تعليق الرحلات في المطار المحلي",
-        "افتتاح ملاجئ جديدة للنازحين",
-    ]
-    items = [
-        story(f"كورسك: رقم {number} {event}", f"kursk-{number}", age=timedelta(days=2 * number))
-        for number, event in enumerate(events, start=1)
-    ]
+    items = kursk_stories()  # seven stories: search shows each once
     url = feed_server.add("news.xml", feed(*items))
     env = bot_env(fake_api, url_of(sqlite_db))
     async with running_newsbot(fake_api, env, tmp_path, add_feed(url, env=env, cwd=tmp_path)):

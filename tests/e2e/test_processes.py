@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -31,10 +30,10 @@ from tests.processes import (
     alerts_to,
     bot_env,
     feed,
+    kursk_stories,
     outbox_empty,
     say,
     seed_followers,
-    story,
     wait_until,
 )
 
@@ -295,20 +294,7 @@ async def test_a_search_drawn_by_one_process_turns_its_page_on_the_other(
 ) -> None:
     """«التالي» under a search one process drew, posted to the other, turns the page."""
     reader = 2321
-    # Seven different events (seven stories): search shows each story once.
-    events = [
-        "إجلاء المدنيين من القرى الحدودية",
-        "انقطاع الكهرباء عن المستشفيات",
-        "وصول قافلة مساعدات طبية",
-        "إغلاق المدارس حتى إشعار آخر",
-        "اجتماع حاكم المقاطعة مع رؤساء البلديات",
-        "تعليق الرحلات في المطار المحلي",
-        "افتتاح ملاجئ جديدة للنازحين",
-    ]
-    items = [
-        story(f"كورسك: رقم {n} {event}", f"kursk-{n}", age=timedelta(days=2 * n))
-        for n, event in enumerate(events, start=1)
-    ]
+    items = kursk_stories()  # seven stories: search shows each once
     url = feed_server.add("news.xml", feed(*items))
     env = bot_env(fake_api, postgres_url, webhook_url=HOOK_URL, webhook_secret=SECRET)
     await add_feed(url, env=env, cwd=tmp_path)
