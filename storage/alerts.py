@@ -14,6 +14,8 @@ from datetime import datetime
 
 from sqlalchemy import (
     ColumnElement,
+    Insert,
+    SQLColumnExpression,
     exists,
     false,
     func,
@@ -170,25 +172,66 @@ async def fan_out(
         chats = [_story_filter(wanted, now, kind, others)]
     if cursor is not None:
         chats.append(Chat.id > cursor)
-    # The chunk's last chat: the index on chats walked once, not the whole audience sorted.
-    last = await session.scalar(
-        select(Chat.id).where(*chats).order_by(Chat.id).offset(limit - 1).limit(1)
-    )
-    if last is not None:
-        chats.append(Chat.id <= last)
-    rows = select(
-        literal(alert_id),
-        Chat.id,
-        literal(PENDING),
-        literal(now, UTCDateTime()),
-    ).where(*chats)
-    columns = ["alert_id", "chat_id", "state", "due_at"]
-    insert = dialect_insert(session)(Delivery).from_select(columns, rows)
-    result = await session.execute(insert.on_conflict_do_nothing())
-    made = int(getattr(result, "rowcount", 0) or 0)
+    write = _write_chunk if postgres else _write_chunk_in_two
+    last, made = await write(session, alert_id, now, limit, chats)
     progress = {"fanout_cursor": last} if last is not None else {"fanned_out_at": now}
     await session.execute(update(Alert).where(Alert.id == alert_id).values(**progress))
     return FanOutStep(made=made, done=last is None)
+
+
+def _deliveries_of(
+    session: AsyncSession,
+    alert_id: int,
+    now: datetime,
+    chat_id: SQLColumnExpression[int],
+    *where: ColumnElement[bool],
+) -> Insert:
+    """INSERT … SELECT of a pending delivery of the alert for each chat id selected."""
+    values = (literal(alert_id), chat_id, literal(PENDING), literal(now, UTCDateTime()))
+    rows = select(*values).where(*where)
+    columns = ["alert_id", "chat_id", "state", "due_at"]
+    insert = dialect_insert(session)(Delivery).from_select(columns, rows)
+    written: Insert = insert.on_conflict_do_nothing()
+    return written
+
+
+async def _write_chunk(
+    session: AsyncSession,
+    alert_id: int,
+    now: datetime,
+    limit: int,
+    chats: list[ColumnElement[bool]],
+) -> tuple[int | None, int]:
+    """PostgreSQL: the deliveries of the next ``limit`` chats in one statement, the chats
+    read once; the last chat written (None: none are left after them) and how many rows."""
+    picked = select(Chat.id).where(*chats).order_by(Chat.id).limit(limit).cte("picked")
+    written = (
+        _deliveries_of(session, alert_id, now, picked.c.id).returning(Delivery.id).cte("written")
+    )
+    query = select(
+        select(func.max(picked.c.id)).scalar_subquery(),
+        select(func.count()).select_from(picked).scalar_subquery(),
+        select(func.count()).select_from(written).scalar_subquery(),
+    )
+    last, chunk, made = (await session.execute(query)).one()
+    return (last if chunk == limit else None), int(made)
+
+
+async def _write_chunk_in_two(
+    session: AsyncSession,
+    alert_id: int,
+    now: datetime,
+    limit: int,
+    chats: list[ColumnElement[bool]],
+) -> tuple[int | None, int]:
+    """SQLite (no INSERT inside WITH): the chunk's last chat first, then its deliveries."""
+    # The index on chats walked once, not the whole audience sorted.
+    last = await session.scalar(
+        select(Chat.id).where(*chats).order_by(Chat.id).offset(limit - 1).limit(1)
+    )
+    bounded = [*chats, Chat.id <= last] if last is not None else chats
+    result = await session.execute(_deliveries_of(session, alert_id, now, Chat.id, *bounded))
+    return last, int(getattr(result, "rowcount", 0) or 0)
 
 
 async def _story_alert_ids(session: AsyncSession, story_id: int) -> list[int]:

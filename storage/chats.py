@@ -21,9 +21,15 @@ async def get_chat(session: AsyncSession, chat_id: int) -> Chat | None:
 
 
 async def migrate_chat(session: AsyncSession, old_id: int, new_id: int) -> None:
-    """A group became a supergroup: its subscriptions and deliveries follow the new id."""
+    """A group became a supergroup: its subscriptions and deliveries follow the new id.
+
+    Deliveries name their chat without a foreign key (storage.models.Delivery): they are
+    moved, or deleted with the old chat, here."""
     if await session.get(Chat, new_id) is None:
-        # Foreign keys cascade the new id to subscriptions and deliveries.
+        # The foreign key cascades the new id to subscriptions.
+        await session.execute(
+            update(Delivery).where(Delivery.chat_id == old_id).values(chat_id=new_id)
+        )
         await session.execute(update(Chat).where(Chat.id == old_id).values(id=new_id))
         return
     # The supergroup is already known: merge what the old group had into it.
@@ -39,6 +45,8 @@ async def migrate_chat(session: AsyncSession, old_id: int, new_id: int) -> None:
         .where(Delivery.chat_id == old_id, Delivery.alert_id.not_in(alerts))
         .values(chat_id=new_id)
     )
+    # What did not move (the supergroup already had that alert) goes with the old group.
+    await session.execute(delete(Delivery).where(Delivery.chat_id == old_id))
     await session.execute(delete(Chat).where(Chat.id == old_id))
 
 

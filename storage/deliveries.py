@@ -61,6 +61,23 @@ class DueEdit:
     claimed_at: datetime | None = None  # when it was read: what it says is read after this
 
 
+# The outbox's table: the sender's hot statements are Core ones, without the ORM's
+# bookkeeping for objects (none are loaded), at a thousand rows a second.
+_OUTBOX = Delivery.metadata.tables[Delivery.__tablename__]
+# One statement for every row sent together, with the message Telegram made of each.
+_MARK_SENT = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id == bindparam("row"))
+    .values(
+        state=SENT,
+        sent_at=bindparam("now"),
+        error=None,
+        attempts=_OUTBOX.c.attempts + 1,
+        message_id=func.coalesce(bindparam("message"), _OUTBOX.c.message_id),
+    )
+)
+
+
 def liveness_lock(holder: str) -> str:
     """The name of the lock (:meth:`storage.db.Database.exclusive`) a sender holds while it
     may have rows in flight: while it is held, recovery leaves that holder's rows alone."""
@@ -96,7 +113,7 @@ async def claim_due(
         return []
     ids = [row.id for row in rows]
     await session.execute(
-        update(Delivery).where(Delivery.id.in_(ids)).values(state=CLAIMED, claimed_by=holder)
+        update(_OUTBOX).where(_OUTBOX.c.id.in_(ids)).values(state=CLAIMED, claimed_by=holder)
     )
     return [Claimed(*row, claimed_at=now) for row in rows]
 
@@ -107,11 +124,11 @@ async def mark_sending(
     """These requests are about to leave: from now on each may reach Telegram. Only rows
     still claimed by ``holder`` are marked, and only those may be sent (the ids returned):
     a row that recovery took back meanwhile belongs to another sender now."""
-    fence = [Delivery.id.in_(delivery_ids), Delivery.state == CLAIMED]
+    fence = [_OUTBOX.c.id.in_(delivery_ids), _OUTBOX.c.state == CLAIMED]
     if holder is not None:
-        fence.append(Delivery.claimed_by == holder)
+        fence.append(_OUTBOX.c.claimed_by == holder)
     result = await session.execute(
-        update(Delivery).where(*fence).values(state=SENDING).returning(Delivery.id)
+        update(_OUTBOX).where(*fence).values(state=SENDING).returning(_OUTBOX.c.id)
     )
     return set(result.scalars())
 
@@ -123,19 +140,11 @@ async def mark_sent(
     message_ids: Mapping[int, int] | None = None,
 ) -> None:
     """Telegram accepted these deliveries (and made these messages of them, by row)."""
+    messages = message_ids or {}
     await session.execute(
-        update(Delivery)
-        .where(Delivery.id.in_(delivery_ids))
-        .values(state=SENT, sent_at=now, error=None, attempts=Delivery.attempts + 1)
+        _MARK_SENT,
+        [{"row": row, "now": now, "message": messages.get(row)} for row in delivery_ids],
     )
-    if message_ids:
-        table = Delivery.metadata.tables[Delivery.__tablename__]
-        await session.execute(
-            update(table)
-            .where(table.c.id == bindparam("row"))
-            .values(message_id=bindparam("message")),
-            [{"row": row, "message": message} for row, message in message_ids.items()],
-        )
 
 
 async def claim_edits(
@@ -299,6 +308,15 @@ async def _gone_holders(session: AsyncSession, holder: str | None) -> list[str] 
         if each == holder or not alive:
             gone.append(each)
     return gone
+
+
+async def refresh_statistics(session: AsyncSession) -> None:
+    """Have PostgreSQL sample the outbox again. A fan-out writes rows far faster than
+    autovacuum notices (it looks once a minute): with the counts of an emptier table the
+    planner claims due rows by sorting all of them (1.5 s at a million) instead of reading
+    the first off the index (20 ms). SQLite's planner keeps no such counts unless asked."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text("ANALYZE deliveries"))
 
 
 async def drop_stale(session: AsyncSession, created_before: datetime) -> int:

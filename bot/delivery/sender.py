@@ -101,7 +101,7 @@ class Sender:
         deliver: Deliver,
         *,
         pacing: Pacing = Pacing(),
-        concurrency: int = 64,
+        concurrency: int = 128,
         stale_after: timedelta = timedelta(hours=2),
         clock: Callable[[], datetime] = utcnow,
         probe: Callable[[], Awaitable[object]] | None = None,
@@ -120,6 +120,10 @@ class Sender:
         # Edits taken at once: about a second's worth, so that a new alert stored meanwhile
         # waits behind them for a second at most.
         self._edit_batch = max(1, min(pacing.per_second, concurrency * 4))
+        # Deliveries taken at once: a second's worth at least. Between two batches the
+        # sender drains the last requests of one and claims the next: at a thousand a
+        # second, batches of a quarter second lost a fifth of the rate in those gaps.
+        self._send_batch = max(concurrency * 4, pacing.per_second)
         # Places of each second's window edits leave free, so a new alert leaves at once.
         self._edit_reserve = math.ceil(pacing.per_second * EDIT_RESERVE)
         self._message_ids: dict[int, int] = {}  # rows sent, until their message id is written
@@ -213,7 +217,7 @@ class Sender:
         now = self._clock()
         async with self._db.transaction() as session:
             await deliveries.drop_stale(session, now - self._stale_after)
-            claimed = await deliveries.claim_due(session, now, self._concurrency * 4, self.holder)
+            claimed = await deliveries.claim_due(session, now, self._send_batch, self.holder)
         if not claimed:
             return 0
         slots = asyncio.Semaphore(self._concurrency)

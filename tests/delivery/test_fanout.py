@@ -12,7 +12,7 @@ from email.utils import format_datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Bot
 
@@ -593,3 +593,46 @@ async def stored_topic_ids(db: Database) -> dict[str, int]:
     """The stored topics' ids by key."""
     async with db.sessions() as session:
         return {key: id_ for id_, key in await session.execute(select(Topic.id, Topic.key))}
+
+
+@pytest.mark.postgres
+async def test_after_a_large_fanout_postgresql_counts_the_rows_waiting(postgres_url: str) -> None:
+    """A fan-out writes rows far faster than autovacuum looks (once a minute): it has
+    PostgreSQL sample the outbox, so the sender's claims are planned for the rows really
+    waiting (read off the index) rather than for an empty table (every due row sorted)."""
+    db = Database(postgres_url)
+    try:
+        async with db.transaction() as session:
+            topic_id = await session.scalar(
+                text(
+                    "INSERT INTO topics (key, label, created_at) VALUES ('big', 'كبير', now())"
+                    " RETURNING id"
+                )
+            )
+            for table, columns in (
+                ("chats", "(id, kind, language, active, all_breaking, created_at)"),
+                ("subscriptions", "(chat_id, topic_id, created_at)"),
+            ):
+                values = "g, 'private', 'ar', true, false, now()"
+                if table == "subscriptions":
+                    values = "g, :topic, now()"
+                await session.execute(
+                    text(
+                        f"INSERT INTO {table} {columns} SELECT {values}"  # noqa: S608 - constants
+                        " FROM generate_series(1, 12000) g"
+                    ),
+                    {"topic": topic_id},
+                )
+            await add_alert(session, Audience((int(topic_id or 0),)), NOW, text="خبر")
+        assert await Fanout(Topics(), chunk=5000).expand(db) == 12000
+        async with db.sessions() as session:
+            counted = await session.scalar(
+                text("SELECT reltuples FROM pg_class WHERE relname = 'deliveries'")
+            )
+        assert counted is not None and counted >= 10000
+    finally:
+        async with db.engine.begin() as connection:
+            await connection.execute(
+                text("TRUNCATE deliveries, alerts, subscriptions, chats, topics CASCADE")
+            )
+        await db.dispose()

@@ -19,7 +19,7 @@ from bot.delivery.sender import Sender
 from bot.text.topics import load_catalog
 from storage import deliveries
 from storage.alerts import create_alert
-from storage.chats import upsert_chat
+from storage.chats import migrate_chat, upsert_chat
 from storage.db import Database
 from storage.deliveries import Claimed
 from storage.models import Chat, Delivery
@@ -159,6 +159,20 @@ async def test_a_migrated_group_gets_the_alert_at_its_new_id(
         assert await session.get(Chat, -500) is None
         assert await session.get(Chat, new_id) is not None
     assert (await states(db)) == {new_id: "sent"}
+
+
+async def test_a_group_merged_into_a_known_supergroup_leaves_no_row_behind(db: Database) -> None:
+    """Deliveries name their chat without a foreign key: when the supergroup is already
+    known, the old group's rows move to it, but for an alert it already has, and none is
+    left under the old id."""
+    both = await fan_out(db, [-600, -700], kind="group")
+    only_old = await fan_out(db, [-600], kind="group")
+    async with db.transaction() as session:
+        await migrate_chat(session, -600, -700)
+    async with db.sessions() as session:
+        rows = (await session.execute(select(Delivery.alert_id, Delivery.chat_id))).all()
+        assert await session.get(Chat, -600) is None
+    assert sorted(rows) == [(both, -700), (only_old, -700)]
 
 
 async def test_stale_deliveries_are_dropped(db: Database, fake: FakeBotAPI, bot: Bot) -> None:

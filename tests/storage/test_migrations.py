@@ -27,14 +27,16 @@ NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 # What an upgrade must never lose: the archive and the readers' side.
 KEPT = ("feeds", "articles", "chats", "topics", "subscriptions", "alerts", "deliveries")
 
-# Every reflected foreign key of the kept tables is checked; these, at least, must be.
+# Every reflected foreign key of the kept tables is checked; these, at least, must be,
+# with or without a foreign key (deliveries have none since 0010): (table, column) → the
+# table it points to.
 LINKS = {
-    ("articles", "feed_id"),
-    ("subscriptions", "chat_id"),
-    ("subscriptions", "topic_id"),
-    ("alerts", "article_id"),
-    ("deliveries", "alert_id"),
-    ("deliveries", "chat_id"),
+    ("articles", "feed_id"): "feeds",
+    ("subscriptions", "chat_id"): "chats",
+    ("subscriptions", "topic_id"): "topics",
+    ("alerts", "article_id"): "articles",
+    ("deliveries", "alert_id"): "alerts",
+    ("deliveries", "chat_id"): "chats",
 }
 
 # Oldest first.
@@ -51,7 +53,20 @@ def kept_tables(connection: sa.Connection) -> list[sa.Table]:
     present = set(sa.inspect(connection).get_table_names()) & set(KEPT)
     metadata = sa.MetaData()
     metadata.reflect(connection, only=sorted(present))
-    return [table for table in metadata.sorted_tables if table.name in present]
+    # KEPT lists each table after those it points to, foreign key or not.
+    return sorted(metadata.tables.values(), key=lambda table: KEPT.index(table.name))
+
+
+def is_link(column: sa.Column[Any]) -> bool:
+    """Whether the column points at another table's row: a foreign key, or a declared link."""
+    return bool(column.foreign_keys) or (column.table.name, column.name) in LINKS
+
+
+def parent_of(column: sa.Column[Any]) -> str | None:
+    """The table the column points to, if it is a link."""
+    for key in column.foreign_keys:
+        return key.column.table.name
+    return LINKS.get((column.table.name, column.name))
 
 
 def sample(column: sa.Column[Any], number: int) -> object:
@@ -88,20 +103,16 @@ def populate(connection: sa.Connection, numbers: Iterator[int]) -> Rows:
         number = next(numbers)
         row: dict[str, Any] = {}
         for column in table.columns:
-            parents = [
-                inserted[key.column.table.name][key.column.name]
-                for key in column.foreign_keys
-                if key.column.table.name in inserted
-            ]
-            if parents:
-                row[column.name] = parents[0]
+            parent = parent_of(column)
+            if parent in inserted:
+                row[column.name] = inserted[parent]["id"]
             elif needs_value(column):
                 row[column.name] = sample(column, number)
         connection.execute(table.insert().values(row))
         inserted[table.name] = row
         rows[table.name] = {
             tuple(row[column.name] for column in table.primary_key.columns): {
-                column.name: row[column.name] for column in table.columns if column.foreign_keys
+                column.name: row[column.name] for column in table.columns if is_link(column)
             }
         }
     return rows
@@ -112,7 +123,7 @@ def observe(connection: sa.Connection) -> Rows:
     rows: Rows = {}
     for table in kept_tables(connection):
         keys = list(table.primary_key.columns)
-        links = [column for column in table.columns if column.foreign_keys]
+        links = [column for column in table.columns if is_link(column)]
         rows[table.name] = {
             tuple(record[: len(keys)]): {
                 column.name: value
