@@ -25,7 +25,7 @@ from bot.text.normalise import lexicon, normalize, terms
 from bot.text.topics import Catalog, load_catalog
 
 WINDOW = timedelta(hours=36)
-THRESHOLD = 0.3  # weighted cosine at which two articles report one event
+THRESHOLD = 0.27  # weighted cosine at which two articles report one event
 IDF_PRIOR = 200  # articles assumed in an empty window, so early words are not all rare
 
 SUMMARY_WEIGHT = 0.3  # a word of the summary counts 0.3 of a word of the title
@@ -33,6 +33,7 @@ PROBES = 8  # the rarest terms of an article that look for candidates
 RECENT = 200  # the most recent articles looked at per probed term
 CANDIDATES = 24  # articles scored in full per added article
 SHOWN = 6  # shared terms an explanation lists, heaviest first
+DATELINE_WORDS = 3  # «سيول:», «غزة - رويترز:»: a title's opening place, before a colon
 CONCEPT_WEIGHT = 1.2  # a concept shared under two wordings is the event itself
 CONCEPT = "~"  # the prefix of a concept feature of synonyms.json, as «@» is of an entity
 _NEGATIONS = frozenset({"غير", "لا", "لن", "لم", "عدم"})
@@ -71,11 +72,13 @@ class _Article:
     weights: dict[str, float]  # term → field weight (1 title, SUMMARY_WEIGHT summary)
     places: frozenset[str]  # the most specific places named
     entities: frozenset[str]
-    decimals: frozenset[str]
+    figures: frozenset[tuple[str, str]]  # (what is counted, the number): «2.4» «مليار»
+    rivals: frozenset[str]  # the rival organisations named («غوغل», «آبل»)
     actors: frozenset[str]  # countries named only by a nisba («الأمريكي», «التركي»)
     named: frozenset[str]  # every entity named and the places they lie in
     acting: frozenset[str]  # every entity named and the countries its leaders act for
     seats: frozenset[str]  # the places named, and the country of a capital («واشنطن ترفع»)
+    dateline: frozenset[str]  # the places a title opens with, «سيول: …»: reported from there
     norm: float = 0.0
 
 
@@ -88,6 +91,7 @@ class _Gazetteer:
     names: frozenset[str]  # the words of names: shared, they say who, not what happened
     nisba: frozenset[int]  # matcher ids of countries named by a nisba
     capitals: frozenset[str]  # capitals, which also name their government
+    who: frozenset[str]  # names, and the words of stories.json's «who»: who, not what
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +103,9 @@ class _Words:
     broad: frozenset[str]  # catalog regions too wide to tell two events apart
     stopwords: tuple[str, ...]
     numbers: Mapping[str, str]  # a number word → its digits
+    rivals: frozenset[str]  # organisations that act on their own: two of them, two events
+    units: frozenset[str]  # what a number after which they stand counts, as stems
+    who: frozenset[str]  # names outside the catalog (players, clubs), as stems
 
 
 @lru_cache(maxsize=1)
@@ -117,6 +124,9 @@ def _words() -> _Words:
         broad=frozenset(map(str, raw["broad"])),
         stopwords=tuple(map(str, raw["stopwords"])),
         numbers={str(key): str(value) for key, value in raw["numbers"].items()},
+        rivals=frozenset(map(str, raw["rivals"])),
+        units=frozenset(stem(term) for unit in raw["units"] for term in terms(str(unit))),
+        who=frozenset(stem(term) for name in raw["who"] for term in terms(str(name))),
     )
 
 
@@ -164,6 +174,7 @@ def _gazetteer(catalog: Catalog) -> _Gazetteer:
     return _Gazetteer(
         matcher, tuple(keys), frozenset(places), parents, frozenset(names), frozenset(nisba_ids),
         frozenset(t.key for t in catalog.topics if t.kind == "capital" and t.key in parents),
+        frozenset(names) | words.who,
     )  # fmt: skip
 
 
@@ -344,17 +355,21 @@ class StoryGrouper:
             weights["@" + key] = 1.0
         places = {gazetteer.keys[i] for i in ids & gazetteer.places}
         ancestors = {a for key in places for a in _ancestors(key, gazetteer.parents)}
-        decimals = frozenset(_DECIMAL.findall(normalize(f"{title} {summary}")))
+        figures = _figures(title) | _figures(summary)
         actors = frozenset(gazetteer.keys[i] for i in ids & gazetteer.nisba)
         countries = _affiliations().countries
         acting = found | {countries[key] for key in found if key in countries}
         named = acting | {a for key in acting for a in _ancestors(key, gazetteer.parents)}
         specific = places - ancestors
         seats = specific | {gazetteer.parents[key] for key in specific & gazetteer.capitals}
+        head, colon, _ = title.partition(":")
+        dateline = set()
+        if colon and len(terms(head)) <= DATELINE_WORDS:
+            dateline = {gazetteer.keys[i] for i in gazetteer.matcher.match(head, "")}
         return _Article(
             article_id, article_id, published, weights, frozenset(specific),
-            frozenset(found), decimals, actors, frozenset(named), frozenset(acting),
-            frozenset(seats),
+            frozenset(found), figures, frozenset(found & _words().rivals), actors,
+            frozenset(named), frozenset(acting), frozenset(seats), frozenset(dateline),
         )  # fmt: skip
 
     def _idf(self, term: str) -> float:
@@ -397,11 +412,11 @@ class StoryGrouper:
         shared.sort(key=lambda item: (-item[1], item[0][0] != "@", item[0]))
         norm_a = a.norm or _norm(a, self._idf)
         norm_b = b.norm or _norm(b, self._idf)
-        names = self._gazetteer.names
+        who = self._gazetteer.who
         elapsed = abs((a.published - b.published).total_seconds())
         scale = (1.0 - 0.2 * min(1.0, elapsed / self.window.total_seconds())) / (norm_a * norm_b)
         score = sum(weight for _, weight in shared) * scale
-        event = sum(w for t, w in shared if t[0] != "@" and t not in names) * scale
+        event = sum(w for t, w in shared if t[0] != "@" and t not in who) * scale
         top = tuple((term, round(weight, 2)) for term, weight in shared[:SHOWN])
 
         def explained(rule: str) -> Explanation:
@@ -409,16 +424,23 @@ class StoryGrouper:
 
         # «إسرائيل تقرر» and «… في غزة», «واشنطن ترفع» and «ترامب … بكين»: a country or
         # capital acting is not where it happened, so a place the other names is no veto.
+        # A country both name is often a party, not the place («السعودية والولايات المتحدة
+        # تستضيفان محادثات جدة» / «عمان تستضيف محادثات بين إيران والولايات المتحدة»): the
+        # places only one of them names decide, but for a dateline («سيول: …»).
+        both = a.places & b.places
+        only_a, only_b = a.places - both - a.dateline, b.places - both - b.dateline
         if (
-            a.places
-            and b.places
-            and not _compatible(a.places, b.places, parents)
-            and a.seats.isdisjoint(b.acting)
-            and b.seats.isdisjoint(a.acting)
+            only_a
+            and only_b
+            and not _compatible(only_a, only_b, parents)
+            and (a.seats - both).isdisjoint(b.acting)
+            and (b.seats - both).isdisjoint(a.acting)
         ):
             return explained("different places")
-        if a.decimals and b.decimals and a.decimals.isdisjoint(b.decimals):
+        if _different_figures(a.figures, b.figures):  # 5.2 and 6.1 degrees; not 1.3 and 2.3%
             return explained("different magnitudes")
+        if a.rivals and b.rivals and a.rivals.isdisjoint(b.rivals):  # Google's fine, Apple's
+            return explained("different organisations")
         if not (a.places or b.places) and a.actors and b.actors and a.actors.isdisjoint(b.actors):
             return explained("different countries")
         if a.named and b.named and a.named.isdisjoint(b.named):  # «الشرع» / «أمير الكويت»
@@ -428,6 +450,35 @@ class StoryGrouper:
         if event <= 0 and len(shared_entities) < 2:  # one shared name is not one event
             return explained("only a name shared")
         return explained("joined")
+
+
+def _figures(text: str) -> frozenset[tuple[str, str]]:
+    """The decimal numbers of a text with what each counts: the unit word after it, or ""
+    when none of stories.json's units follows."""
+    units, plain = _words().units, normalize(text)
+    found = set()
+    for match in _DECIMAL.finditer(plain):
+        rest = plain[match.end() :].lstrip()
+        following = terms(rest[:40])[:1]
+        unit = stem(following[0]) if following else ""
+        if rest.startswith("%"):  # «٪» is «%» once normalised
+            unit = "%"
+        found.add((unit if unit in units or unit == "%" else "", match.group()))
+    return frozenset(found)
+
+
+def _different_figures(
+    first: frozenset[tuple[str, str]], second: frozenset[tuple[str, str]]
+) -> bool:
+    """Whether two articles give different numbers for one thing counted: a unit both use
+    with no number in common (a bare number counts for any unit)."""
+    units = {unit for unit, _ in first} | {unit for unit, _ in second}
+    for unit in units:
+        mine = {number for kind, number in first if kind in (unit, "")}
+        theirs = {number for kind, number in second if kind in (unit, "")}
+        if mine and theirs and mine.isdisjoint(theirs):
+            return True
+    return False
 
 
 def _accusative(term: str) -> str:

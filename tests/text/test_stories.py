@@ -93,8 +93,22 @@ def test_quakes_of_other_magnitudes_in_other_countries_are_other_stories() -> No
     assert not grouper.add("2", "زلزال بقوة 6.1 درجة يضرب اليابان", "", minutes(30)).joined
 
 
-def test_the_held_out_split_is_grouped_precisely() -> None:
-    """On the held-out stories of the labelled set, pairs grouped are right ≥ 97%, found ≥ 75%."""
+def pairwise(records: list[dict[str, str]], found: dict[str, str]) -> tuple[float, ...]:
+    """Precision, recall and recall over pairs from different outlets."""
+    truth = [(a, b) for a, b in itertools.combinations(records, 2) if a["story"] == b["story"]]
+    grouped = [
+        (a, b) for a, b in itertools.combinations(records, 2) if found[a["id"]] == found[b["id"]]
+    ]
+    right = sum(a["story"] == b["story"] for a, b in grouped)
+    across = [(a, b) for a, b in truth if a["outlet"] != b["outlet"]]
+    found_across = sum(found[a["id"]] == found[b["id"]] for a, b in across)
+    return right / len(grouped), right / len(truth), found_across / len(across)
+
+
+def test_the_labelled_set_is_grouped_as_the_issue_asks() -> None:
+    """On the labelled set (benchmarks/stories.py prints the same figures): the held-out
+    stories with precision ≥ .97, recall ≥ .90 and recall across outlets ≥ .85, and the
+    stories tuned on with precision ≥ .97."""
     records = [json.loads(line) for line in SET.read_text("utf-8").splitlines()]
     records.sort(key=lambda record: record["published"])
     grouper = StoryGrouper()
@@ -104,14 +118,9 @@ def test_the_held_out_split_is_grouped_precisely() -> None:
         ).story_id
         for r in records
     }
-    held_out = [r for r in records if r["split"] == "heldout"]
-    pairs = [
-        (a, b) for a, b in itertools.combinations(held_out, 2) if found[a["id"]] == found[b["id"]]
-    ]
-    right = sum(a["story"] == b["story"] for a, b in pairs)
-    truth = sum(a["story"] == b["story"] for a, b in itertools.combinations(held_out, 2))
-    assert right / len(pairs) >= 0.97
-    assert right / truth >= 0.75
+    precision, recall, across = pairwise([r for r in records if r["split"] == "heldout"], found)
+    assert precision >= 0.97 and recall >= 0.90 and across >= 0.85
+    assert pairwise([r for r in records if r["split"] == "train"], found)[0] >= 0.97
 
 
 def test_talks_under_two_words_from_two_outlets_are_one_story() -> None:
@@ -184,3 +193,53 @@ def test_indirect_talks_are_not_direct_talks() -> None:
         NOON,
     )
     assert "مباشر" not in [term for term, _ in explanation.shared_terms]
+
+
+def test_numbers_are_compared_only_when_they_count_the_same_thing() -> None:
+    """A budget's 1.3 trillion and its deficit's 2.3% are no different magnitudes; two
+    quakes of 5.2 and 6.1 degrees are."""
+    grouper = StoryGrouper()
+    budget = grouper.explain(
+        ("الكويت تعلن ميزانية بإنفاق 1.3 تريليون دينار", ""),
+        ("الكويت تقر ميزانية العام المقبل بعجز 2.3% من الناتج", ""),
+        NOON,
+    )
+    assert budget.rule != "different magnitudes"
+    quakes = grouper.explain(
+        ("زلزال بقوة 5.2 يضرب شمال البلاد", ""), ("زلزال بقوة 6.1 درجة يضرب شمال البلاد", ""), NOON
+    )
+    assert quakes.rule == "different magnitudes"
+
+
+def test_two_companies_fined_by_one_regulator_are_two_stories() -> None:
+    """Google's fine and Apple's, both from Brussels the same day, are two events."""
+    grouper = StoryGrouper()
+    grouper.add("1", "المفوضية الأوروبية تفرض غرامة على غوغل بسبب الاحتكار", "", minutes(0))
+    placed = grouper.add("2", "المفوضية الأوروبية تفرض غرامة على آبل بسبب متجرها", "", minutes(40))
+    assert not placed.joined
+
+
+def test_talks_in_two_venues_with_one_party_in_common_are_two_stories() -> None:
+    """A party both name (the United States) is not where the talks are held: talks in
+    Jeddah and talks in Oman are two stories; a dateline («سيول: …») is not a venue."""
+    grouper = StoryGrouper()
+    grouper.add("1", "جدة تستضيف محادثات بين السودان والولايات المتحدة", "", minutes(0))
+    assert not grouper.add(
+        "2", "عمان تستضيف محادثات بين إيران والولايات المتحدة", "", minutes(30)
+    ).joined
+    grouper.add("3", "كوريا الشمالية تطلق صاروخا باليستيا باتجاه اليابان", "", minutes(40))
+    assert grouper.add("4", "سيول: كوريا الشمالية أطلقت صاروخا باليستيا", "", minutes(50)).joined
+
+
+def test_gaza_city_and_khan_younis_are_two_places() -> None:
+    """Strikes on Gaza City and on Khan Younis the same hour are two stories."""
+    grouper = StoryGrouper()
+    grouper.add("1", "قصف إسرائيلي على خيام نازحين في خان يونس", "", minutes(0))
+    assert not grouper.add("2", "قصف إسرائيلي على منزل في مدينة غزة", "", minutes(20)).joined
+
+
+def test_a_player_and_his_club_alone_do_not_make_one_story() -> None:
+    """The same player and club in a contract and in a match are two events."""
+    grouper = StoryGrouper()
+    grouper.add("1", "محمد صلاح يوقع عقدا جديدا مع ليفربول", "", minutes(0))
+    assert not grouper.add("2", "محمد صلاح يقود ليفربول إلى فوز كبير", "", minutes(60)).joined
