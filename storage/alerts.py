@@ -137,7 +137,8 @@ async def fan_out(
 ) -> FanOutStep | None:
     """Write the deliveries of the next ``limit`` chats (by id) of the alert's audience and
     move its cursor past them, in the caller's transaction; None when the alert has none
-    left to write, is gone, or (PostgreSQL) another transaction is writing it now.
+    left to write, is gone, (PostgreSQL) another transaction is writing it now, or it is a
+    development of a story whose earlier alerts are still being written (it waits for them).
 
     The alert's row is locked first, so two fan-outs of one alert take turns (on SQLite
     the write transaction already serialises them) and each reads the cursor the other left.
@@ -169,6 +170,10 @@ async def fan_out(
                 {"key": lock_key(f"newsbot-story-{story_id}")},
             )
         others = [each for each in await _story_alert_ids(session, story_id) if each != alert_id]
+        if kind == DEVELOPMENT and await _still_written(session, others, before=alert_id):
+            # The chats the story reached are not all known yet: one passed over now would
+            # get the push later and never this development.
+            return None
         chats = [_story_filter(wanted, now, kind, others)]
     if cursor is not None:
         chats.append(Chat.id > cursor)
@@ -232,6 +237,15 @@ async def _write_chunk_in_two(
     bounded = [*chats, Chat.id <= last] if last is not None else chats
     result = await session.execute(_deliveries_of(session, alert_id, now, Chat.id, *bounded))
     return last, int(getattr(result, "rowcount", 0) or 0)
+
+
+async def _still_written(session: AsyncSession, alert_ids: Sequence[int], *, before: int) -> bool:
+    """Whether one of these alerts, older than ``before``, still has deliveries to write."""
+    earlier = [each for each in alert_ids if each < before]
+    if not earlier:
+        return False
+    query = select(Alert.id).where(Alert.id.in_(earlier), Alert.fanned_out_at.is_(None))
+    return await session.scalar(query.limit(1)) is not None
 
 
 async def _story_alert_ids(session: AsyncSession, story_id: int) -> list[int]:

@@ -20,7 +20,7 @@ from bot.delivery.pacing import Pacing
 from bot.delivery.sender import Sender
 from bot.text.topics import ResolvedTopic, load_catalog, resolve
 from storage import deliveries
-from storage.alerts import DEVELOPMENT, mark_story_edits
+from storage.alerts import DEVELOPMENT, fan_out, mark_story_edits
 from storage.chats import upsert_chat
 from storage.db import Database
 from storage.models import Alert, Article, Delivery, Feed, Story
@@ -476,3 +476,25 @@ async def test_a_development_waits_for_the_push_it_replies_to(
     pushed, reply = fake.messages_to(71)
     assert "مقتل 5" in pushed.plain and reply.reply_to_message_id == pushed.message_id
     assert reply.disable_notification and reply.plain.startswith("تحديث")
+
+
+async def test_a_development_waits_until_the_storys_push_is_written(
+    db: Database, topics: Topics
+) -> None:
+    """A development written while the push of its story is still being written (another
+    process took it up meanwhile) waits: every chat the push reaches gets it, none is
+    passed over before the push reached it."""
+    for chat_id in range(1, 7):
+        await follow(db, topics, chat_id, "سوريا")
+    fanout = Fanout(topics, inline=2, chunk=2)
+    first, second, _ = await add_feeds(db)
+    story = await new_story(db)
+    await store(db, fanout, first, story, "عاجل: مقتل 5 في انفجار بإدلب السورية")
+    await store(db, fanout, second, story, "عاجل: ارتفاع حصيلة قتلى انفجار إدلب إلى 12")
+    async with db.sessions() as session:
+        push, development = (await session.scalars(select(Alert.id).order_by(Alert.id))).all()
+    async with db.transaction() as session:  # another process, while the push is written
+        assert await fan_out(session, development, now(), 100) is None
+    await fanout.expand(db)
+    assert await per_chat(db) == dict.fromkeys(range(1, 7), 2)
+    assert push < development
