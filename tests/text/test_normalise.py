@@ -422,6 +422,28 @@ def test_exclusions_keep_a_name_inside_a_longer_name_out() -> None:
     assert matcher.match("جنوب السودان والسودان يتفقان", "") == {1}
 
 
+@pytest.mark.parametrize(
+    ("phrase", "title", "matches"),
+    [
+        ("سيول", "سيول جارفة تضرب جدة", False),  # floods, not Seoul
+        ("سيول", "مقتل ثلاثة بسبب السيول في اليمن", False),
+        ("سيول", "أمطار وسيول في عدة مناطق", False),
+        ("سيول", "رئيس كوريا الجنوبية يعود إلى سيول", True),
+        ("سلطنة عمان", "الملك يستقبل الوفد في العاصمة الأردنية عمان", False),  # Amman
+        ("سلطنة عمان", "مسيرة حاشدة في العاصمة عمان", False),
+        ("سلطنة عمان", "عمان تستضيف جولة محادثات جديدة", True),
+    ],
+)
+def test_a_place_spelt_like_a_common_word_or_another_city_matches_only_as_itself(
+    phrase: str, title: str, matches: bool
+) -> None:
+    """«سيول» is also floods, «عمان» also Jordan's capital: Seoul and Oman do not match those."""
+    topic = _topic(phrase)
+    matcher = Matcher()
+    matcher.add(1, topic.phrases, exclude=topic.exclude)
+    assert (matcher.match(title, "") == {1}) is matches
+
+
 def test_add_and_remove_keep_the_index_current() -> None:
     """A topic matches once added, stops once removed, and re-adding replaces its phrases."""
     matcher = Matcher([(1, [("غزه",)]), (2, [("غزه",)])])
