@@ -123,7 +123,7 @@ class Sender:
         # Deliveries taken at once: a second's worth at least. Between two batches the
         # sender drains the last requests of one and claims the next: at a thousand a
         # second, batches of a quarter second lost a fifth of the rate in those gaps.
-        self._send_batch = max(concurrency * 4, pacing.per_second)
+        self._send_batch = max(concurrency * 2, pacing.per_second)
         # Places of each second's window edits leave free, so a new alert leaves at once.
         self._edit_reserve = math.ceil(pacing.per_second * EDIT_RESERVE)
         self._message_ids: dict[int, int] = {}  # rows sent, until their message id is written
