@@ -338,6 +338,18 @@ def _saturated(frequency: float) -> float:
     return (_BM25_K1 + 1) * frequency / (frequency + _BM25_K1)
 
 
+_PG_COMMON = text(
+    "SELECT t FROM unnest(CAST(:terms AS text[])) AS t WHERE t IN ("
+    "SELECT unnest(most_common_elems::text::text[]) FROM pg_stats"
+    " WHERE schemaname = current_schema() AND tablename = 'articles'"
+    " AND attname = 'search_vector')"
+)
+_PG_PROBE = text(
+    "SELECT t FROM unnest(CAST(:terms AS text[])) AS t WHERE EXISTS ("
+    "SELECT 1 FROM articles WHERE search_vector @@ to_tsquery('simple', quote_literal(t)))"
+)
+
+
 async def _pg_known(session: AsyncSession, query: _Query) -> _Query | None:
     """The query without the spellings no article has (None if a position is left empty).
 
@@ -348,16 +360,13 @@ async def _pg_known(session: AsyncSession, query: _Query) -> _Query | None:
     terms = sorted({term for position in query.positions for term in position})
     if len(terms) == len(query.positions):
         return query  # one spelling a position: nothing to prune
-    known = set(
-        await session.scalars(
-            text(
-                "SELECT t FROM unnest(CAST(:terms AS text[])) AS t WHERE EXISTS ("
-                "SELECT 1 FROM articles"
-                " WHERE search_vector @@ to_tsquery('simple', quote_literal(t)))"
-            ),
-            {"terms": terms},
-        )
-    )
+    # A common word is known from the statistics ANALYZE keeps (its most common lexemes):
+    # probing the index for it builds a bitmap of every article that has it (50 ms for a
+    # word in a quarter of 2,000,000 articles), where a rare word's probe costs nothing.
+    known = set(await session.scalars(_PG_COMMON, {"terms": terms}))
+    rare = [term for term in terms if term not in known]
+    if rare:
+        known.update(await session.scalars(_PG_PROBE, {"terms": rare}))
     kept = tuple(tuple(term for term in position if term in known) for position in query.positions)
     return None if not all(kept) else _Query(kept)
 

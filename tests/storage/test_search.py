@@ -137,6 +137,22 @@ async def test_an_arabic_article_is_found_by_words_of_its_title_and_of_its_summa
     assert hit.article.feed is not None and hit.article.feed.url == FEED_URL
 
 
+async def test_a_common_word_in_several_spellings_is_found_once_the_archive_is_analysed(
+    db: Database,
+) -> None:
+    """On PostgreSQL a spelling known from ANALYZE's most common words is not probed in the
+    index; the search finds the same articles, newest first, whichever spellings it offers."""
+    stories = [Story(f"غارة على غزة رقم {n}", age=timedelta(hours=n)) for n in range(40)]
+    await store(db, *stories, Story("غارة على رفح", age=timedelta(hours=1)))
+    if not db.is_sqlite:
+        async with db.engine.connect() as connection:
+            await connection.execute(text("ANALYZE articles"))
+            await connection.commit()
+    positions = [("غزة", "بغزة", "لغزة"), ("غارة", "الغارة")]
+    found = [hit.article.title for hit in await search(db, positions, limit=5)]
+    assert found == [f"غارة على غزة رقم {n}" for n in range(5)]
+
+
 async def test_title_hits_rank_above_summary_only_hits(db: Database) -> None:
     """A story with the word in its title outranks one that only mentions it in the summary."""
     await store(
