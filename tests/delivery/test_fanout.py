@@ -505,6 +505,23 @@ async def test_a_fanout_cut_short_resumes_where_it_stopped_and_writes_no_chat_tw
     assert await alerts_left(db) == []
 
 
+async def test_a_chat_past_the_cursor_with_a_delivery_already_is_passed_over(
+    db: Database, topics: Topics
+) -> None:
+    """The chunks past the cursor are written without checking each row (PostgreSQL); a
+    delivery there all the same (never expected) is kept, the chunk written around it, and
+    the alert finished."""
+    chats = await readers(db, topics, 8, "روسيا")
+    russia = (await stored_topic_ids(db))["russia"]
+    async with db.transaction() as session:
+        alert_id = await add_alert(session, Audience((russia,)), NOW, text="خبر")
+        session.add(Delivery(alert_id=alert_id, chat_id=5, state="sent", due_at=NOW))
+    assert await Fanout(topics, chunk=3).expand(db) == 7
+    rows = await deliveries(db)
+    assert sorted(chat for _, chat in rows) == chats
+    assert await alerts_left(db) == []
+
+
 async def test_two_fanouts_at_once_write_each_chat_once(
     database_url: str, db: Database, topics: Topics
 ) -> None:
