@@ -10,6 +10,7 @@ their name (``data/affiliations.json``), numbers help; every decision comes with
 
 from __future__ import annotations
 
+import heapq
 import json
 import math
 import re
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 from importlib import resources
+from itertools import islice
 
 from bot.text.matcher import Matcher
 from bot.text.normalise import lexicon, normalize, terms
@@ -292,6 +294,7 @@ class StoryGrouper:
         """Place an article (added in time order) in a story; forget what left the window."""
         self.forget_before(published - self.window)
         article = self._analyse(article_id, title, summary, published)
+        article.norm = _norm(article, self._idf)  # once, not once per candidate
         best: tuple[float, _Article, Explanation] | None = None
         for other in self._candidates(article):
             explanation = self._compare(article, other)
@@ -389,15 +392,15 @@ class StoryGrouper:
         seen = [term for term in article.weights if term in self._df]
         probes = sorted(seen, key=self._df.__getitem__)[:PROBES]
         overlap: dict[str, float] = {}
+        found = overlap.get
         for term in probes:
             postings = self._postings.get(term)
             if not postings:
                 continue
             weight = self._idf(term)
-            for index in range(len(postings) - 1, max(-1, len(postings) - 1 - RECENT), -1):
-                other = postings[index].id
-                overlap[other] = overlap.get(other, 0.0) + weight
-        best = sorted(overlap, key=overlap.__getitem__, reverse=True)[:CANDIDATES]
+            for other in islice(reversed(postings), RECENT):  # the most recent first
+                overlap[other.id] = found(other.id, 0.0) + weight
+        best = heapq.nlargest(CANDIDATES, overlap, key=overlap.__getitem__)
         return [self._articles[other] for other in best]
 
     def _compare(self, a: _Article, b: _Article) -> Explanation:
@@ -417,9 +420,9 @@ class StoryGrouper:
         scale = (1.0 - 0.2 * min(1.0, elapsed / self.window.total_seconds())) / (norm_a * norm_b)
         score = sum(weight for _, weight in shared) * scale
         event = sum(w for t, w in shared if t[0] != "@" and t not in who) * scale
-        top = tuple((term, round(weight, 2)) for term, weight in shared[:SHOWN])
 
         def explained(rule: str) -> Explanation:
+            top = tuple((term, round(weight, 2)) for term, weight in shared[:SHOWN])
             return Explanation(rule, round(score, 3), b.id, shared_entities, top)
 
         # «إسرائيل تقرر» and «… في غزة», «واشنطن ترفع» and «ترامب … بكين»: a country or
