@@ -3,10 +3,12 @@
 Seeds the readers with INSERT … SELECT generate_series, stores the story through the real
 ingest path (an Ingestor polling a local feed server, with the Fanout in its transaction),
 and runs what ``newsbot run`` runs meanwhile: the fan-out task, the real Sender at the paid
-rate (Pacing per_second=1000) against the fake Bot API in a process of its own, and the
-feed watcher's work on another feed, polled every quarter second. Prints: every delivery
-row written (s after the story was stored), the first message received by the fake Bot
-API, messages/s sustained, and the other feed's poll latency before and during the fan-out.
+rate (Pacing per_second=1000, sending as paid broadcasts through the transport and pool of
+``newsbot run``) against the fake Bot API in a process of its own, and the feed watcher's
+work on another feed, polled every quarter second. Prints: every delivery row written (s
+after the story was stored), the first message received by the fake Bot API, messages/s
+while the rows are written and after, and the other feed's poll latency before and during
+the fan-out.
 
     .venv/bin/python benchmarks/fanout_million.py                  # 1,000,000 readers
     .venv/bin/python benchmarks/fanout_million.py --readers 50000  # a quick run
