@@ -146,7 +146,10 @@ async def test_a_sender_that_lost_its_lock_is_restarted_and_sends_again(
     might no longer be the only one), is restarted, takes the lock again and sends."""
     url = pg_db.url.render_as_string(hide_password=False)
     async with running_bot(url, fake_api) as running:
-        sender = runtime_of(running.application).tasks["sender"]
+        runtime = runtime_of(running.application)
+        sender = runtime.tasks["sender"]
+        # The bot answers before its sender has taken the lock: wait for the role.
+        await wait_until(_holds(lambda: "sender" in runtime.roles), what="the sender's lock")
         async with pg_db.sessions() as session:
             holder = await session.scalar(
                 text(
