@@ -14,10 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import (
-    CTE,
     ColumnElement,
     Insert,
-    Select,
     SQLColumnExpression,
     exists,
     false,
@@ -223,26 +221,26 @@ async def _write_chunk(
     with ON CONFLICT's check of each; were one there all the same, the chunk is written
     again passing it over."""
     picked = select(Chat.id).where(*chats).order_by(Chat.id).limit(limit).cte("picked")
+
+    async def write(skip_existing: bool) -> tuple[int | None, int, int]:
+        """The last chat picked, how many were picked and how many rows written."""
+        insert = _deliveries_of(session, alert_id, now, picked.c.id, skip_existing=skip_existing)
+        written = insert.returning(Delivery.id).cte("written")
+        query = select(
+            select(func.max(picked.c.id)).scalar_subquery(),
+            select(func.count()).select_from(picked).scalar_subquery(),
+            select(func.count()).select_from(written).scalar_subquery(),
+        )
+        last, chunk, made = (await session.execute(query)).one()
+        return last, int(chunk), int(made)
+
     try:
         async with session.begin_nested():
-            plain = _deliveries_of(session, alert_id, now, picked.c.id, skip_existing=False)
-            written = plain.returning(Delivery.id).cte("written")
-            last, chunk, made = (await session.execute(_chunk_figures(picked, written))).one()
+            last, chunk, made = await write(skip_existing=False)
     except IntegrityError:
         log.warning("alert %s: a chat past the fan-out's cursor had a delivery already", alert_id)
-        skipping = _deliveries_of(session, alert_id, now, picked.c.id)
-        written = skipping.returning(Delivery.id).cte("written")
-        last, chunk, made = (await session.execute(_chunk_figures(picked, written))).one()
-    return (last if chunk == limit else None), int(made)
-
-
-def _chunk_figures(picked: CTE, written: CTE) -> Select[int | None, int, int]:
-    """The last chat picked, how many were picked and how many rows written."""
-    return select(
-        select(func.max(picked.c.id)).scalar_subquery(),
-        select(func.count()).select_from(picked).scalar_subquery(),
-        select(func.count()).select_from(written).scalar_subquery(),
-    )
+        last, chunk, made = await write(skip_existing=True)
+    return (last if chunk == limit else None), made
 
 
 async def _write_chunk_in_two(

@@ -370,11 +370,12 @@ class Fanout:
         return made
 
     async def _count_written(self, db: Database, rows: int) -> None:
-        """Refresh the outbox's statistics once STATISTICS_AFTER rows are written, then each
-        time this fan-out has written three times as many as before the last refresh (3
-        times for a million rows), so the sender's claims keep reading the index."""
+        """Refresh the outbox's statistics (PostgreSQL) once STATISTICS_AFTER rows are
+        written, then each time this fan-out has written three times as many as before the
+        last refresh (3 times for a million rows), so the sender's claims keep reading the
+        index."""
         self._written += rows
-        if self._written < max(STATISTICS_AFTER, 3 * self._written_at_refresh):
+        if db.is_sqlite or self._written < max(STATISTICS_AFTER, 3 * self._written_at_refresh):
             return
         async with db.transaction() as session:
             await refresh_statistics(session)

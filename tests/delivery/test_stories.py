@@ -120,6 +120,17 @@ async def store(
         return article.id
 
 
+async def outlets_and_story(db: Database) -> tuple[list[int], int]:
+    """Three outlets and a story for their articles."""
+    return await add_feeds(db), await new_story(db)
+
+
+async def follow_each(db: Database, topics: Topics, chats: list[int], *phrases: str) -> None:
+    """Each of these private chats follows the topics."""
+    for chat_id in chats:
+        await follow(db, topics, chat_id, *phrases)
+
+
 async def per_chat(db: Database) -> dict[int, int]:
     """Deliveries written, by chat."""
     async with db.sessions() as session:
@@ -173,8 +184,7 @@ async def test_three_outlets_push_once_per_chat_and_a_new_topic_reaches_its_chat
     await follow(db, topics, 2, "سوريا", "تركيا")
     await follow(db, topics, 3, "تركيا")
     fanout = Fanout(topics)
-    first, second, third = await add_feeds(db)
-    story = await new_story(db)
+    (first, second, third), story = await outlets_and_story(db)
     await store(db, fanout, first, story, "عاجل: انفجار في إدلب السورية")
     await store(db, fanout, second, story, "عاجل: انفجار يهز إدلب في سوريا")
     await store(db, fanout, third, story, "عاجل | انفجار إدلب السورية قرب الحدود مع تركيا")
@@ -205,8 +215,7 @@ async def test_a_development_goes_to_the_storys_readers(db: Database, topics: To
     await follow(db, topics, 2, "إدلب")
     await follow(db, topics, 3, "روسيا")
     fanout = Fanout(topics)
-    first, second, _ = await add_feeds(db)
-    story = await new_story(db)
+    (first, second, _), story = await outlets_and_story(db)
     await store(db, fanout, first, story, "عاجل: مقتل 5 في انفجار بإدلب السورية")
     await store(db, fanout, second, story, "عاجل: ارتفاع حصيلة قتلى انفجار إدلب إلى 12")
     async with db.sessions() as session:
@@ -224,8 +233,7 @@ async def test_a_confirmation_marks_only_messages_that_left_and_honours_the_limi
     for chat in (1, 2, 3):
         await follow(db, topics, chat, "سوريا")
     fanout = Fanout(topics, edit_most=3)
-    first, second, _ = await add_feeds(db)
-    story = await new_story(db)
+    (first, second, _), story = await outlets_and_story(db)
     await store(db, fanout, first, story, "عاجل: انفجار في إدلب السورية")
     async with db.transaction() as session:
         await session.execute(
@@ -253,11 +261,9 @@ async def test_two_confirmations_make_one_edit_naming_both_outlets(
     (silently, once per message however many confirmations) to name the two others,
     with links, and nobody gets a second push."""
     readers = [11, 12, 13]
-    for chat in readers:
-        await follow(db, topics, chat, "سوريا")
+    await follow_each(db, topics, readers, "سوريا")
     fanout = Fanout(topics)
-    first, second, third = await add_feeds(db)
-    story = await new_story(db)
+    (first, second, third), story = await outlets_and_story(db)
     send = sender(bot, db)
     await store(db, fanout, first, story, "عاجل: انفجار في إدلب السورية")
     await settle(send, db)
@@ -284,11 +290,9 @@ async def test_an_edit_cut_by_a_crash_is_made_again_and_none_is_lost_or_doubled(
     they end quietly: every message names the confirmation, none is edited twice into
     something else, no alert is sent twice."""
     readers = [21, 22, 23, 24]
-    for chat in readers:
-        await follow(db, topics, chat, "سوريا")
+    await follow_each(db, topics, readers, "سوريا")
     fanout = Fanout(topics)
-    first, second, _ = await add_feeds(db)
-    story = await new_story(db)
+    (first, second, _), story = await outlets_and_story(db)
     await settle(sender(bot, db), db)
     await store(db, fanout, first, story, "عاجل: انفجار في إدلب السورية")
     await settle(sender(bot, db), db)
@@ -322,8 +326,7 @@ async def test_a_confirmation_during_an_edit_keeps_the_message_due(
     later confirmation is never lost."""
     await follow(db, topics, 1, "سوريا")
     fanout = Fanout(topics)
-    first, second, third = await add_feeds(db)
-    story = await new_story(db)
+    (first, second, third), story = await outlets_and_story(db)
     await store(db, fanout, first, story, "عاجل: انفجار في إدلب السورية")
     async with db.transaction() as session:
         await session.execute(update(Delivery).values(state="sent", message_id=5))
@@ -345,11 +348,9 @@ async def test_a_development_is_a_silent_reply_and_a_missing_message_ends_an_edi
     """A development reaches each reader as a silent reply to their first alert of the
     story; an edit of a message the reader deleted ends quietly, counted as failed."""
     readers = [31, 32]
-    for chat in readers:
-        await follow(db, topics, chat, "سوريا")
+    await follow_each(db, topics, readers, "سوريا")
     fanout = Fanout(topics)
-    first, second, third = await add_feeds(db)
-    story = await new_story(db)
+    (first, second, third), story = await outlets_and_story(db)
     send = sender(bot, db)
     await store(db, fanout, first, story, "عاجل: مقتل 5 في انفجار بإدلب السورية")
     await settle(send, db)
@@ -378,8 +379,7 @@ async def test_new_alerts_go_before_due_edits(
     await follow(db, topics, 41, "سوريا")
     await follow(db, topics, 42, "مصر")
     fanout = Fanout(topics)
-    first, second, _ = await add_feeds(db)
-    story = await new_story(db)
+    (first, second, _), story = await outlets_and_story(db)
     send = sender(bot, db)
     await store(db, fanout, first, story, "عاجل: انفجار في إدلب السورية")
     await settle(send, db)
@@ -399,11 +399,9 @@ async def test_edits_and_sends_share_telegrams_limits_without_a_429(
     overall rate and each chat's own, like sends."""
     fake.rate_limit(per_second=5, per_chat_per_second=1, edits=True)
     readers = list(range(51, 63))
-    for chat in readers:
-        await follow(db, topics, chat, "سوريا")
+    await follow_each(db, topics, readers, "سوريا")
     fanout = Fanout(topics)
-    first, second, _ = await add_feeds(db)
-    story = await new_story(db)
+    (first, second, _), story = await outlets_and_story(db)
     deliver = delivery(bot, db)
     send = Sender(db, deliver, edit=deliver.edit, pacing=Pacing(per_second=5))
     await store(db, fanout, first, story, "عاجل: انفجار في إدلب السورية")
@@ -424,8 +422,7 @@ async def test_edits_of_an_old_story_or_a_stopped_chat_are_dropped(
     for chat in (1, 2):
         await follow(db, topics, chat, "سوريا")
     fanout = Fanout(topics)
-    first, second, _ = await add_feeds(db)
-    story = await new_story(db)
+    (first, second, _), story = await outlets_and_story(db)
     await store(db, fanout, first, story, "عاجل: انفجار في إدلب السورية")
     async with db.transaction() as session:
         await session.execute(update(Delivery).values(state="sent", message_id=3))
@@ -446,8 +443,7 @@ async def test_a_429_on_an_edit_pauses_and_the_edit_is_made_once_later(
     then made, once."""
     await follow(db, topics, 61, "سوريا")
     fanout = Fanout(topics)
-    first, second, _ = await add_feeds(db)
-    story = await new_story(db)
+    (first, second, _), story = await outlets_and_story(db)
     send = sender(bot, db)
     await store(db, fanout, first, story, "عاجل: انفجار في إدلب السورية")
     await settle(send, db)
@@ -466,8 +462,7 @@ async def test_a_development_waits_for_the_push_it_replies_to(
     it, then replies to it: the reader never gets the update as a second, loud push."""
     await follow(db, topics, 71, "سوريا")
     fanout = Fanout(topics)
-    first, second, _ = await add_feeds(db)
-    story = await new_story(db)
+    (first, second, _), story = await outlets_and_story(db)
     await store(db, fanout, first, story, "عاجل: مقتل 5 في انفجار بإدلب السورية")
     async with db.transaction() as session:  # the push is held up (a busy chat, say)
         await session.execute(update(Delivery).values(due_at=now() + timedelta(seconds=1)))
@@ -484,11 +479,9 @@ async def test_a_development_waits_until_the_storys_push_is_written(
     """A development written while the push of its story is still being written (another
     process took it up meanwhile) waits: every chat the push reaches gets it, none is
     passed over before the push reached it."""
-    for chat_id in range(1, 7):
-        await follow(db, topics, chat_id, "سوريا")
+    await follow_each(db, topics, list(range(1, 7)), "سوريا")
     fanout = Fanout(topics, inline=2, chunk=2)
-    first, second, _ = await add_feeds(db)
-    story = await new_story(db)
+    (first, second, _), story = await outlets_and_story(db)
     await store(db, fanout, first, story, "عاجل: مقتل 5 في انفجار بإدلب السورية")
     await store(db, fanout, second, story, "عاجل: ارتفاع حصيلة قتلى انفجار إدلب إلى 12")
     async with db.sessions() as session:
